@@ -1,0 +1,1 @@
+"""Lesson repositories: validation, and the sync that runs in the init container."""
