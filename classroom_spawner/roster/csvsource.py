@@ -1,0 +1,245 @@
+"""CSV roster files: plain ``username,role`` lists and LMS exports (Canvas gradebook).
+
+Each source is described in the course file (which column is the login, how it
+maps to a hub username, which role its people get). Reading a source yields
+``(username, role, line)`` triples and reports every bad row as a problem with
+its file and line; it never stops at the first one.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from dataclasses import dataclass
+from typing import Iterator
+
+from .errors import ProblemCollector
+from .model import Role, normalize_username, parse_role
+
+FORMATS = ("csv", "canvas")
+
+# Canvas gradebook export: column names and the rows that are not people.
+CANVAS_NAME_COLUMN = "Student"
+CANVAS_DEFAULT_LOGIN_COLUMN = "SIS Login ID"
+CANVAS_META_ROWS = {"points possible", "manual posting", "muted"}
+# Canvas adds its "Test Student" (student view) to every course; the export
+# shows it under its sortable name.
+CANVAS_TEST_STUDENTS = {"test student", "student, test"}
+
+
+# whitespace (any Unicode space) and control characters
+_BAD_USERNAME_CHARS = re.compile(r"[\s\x00-\x1f\x7f]")
+
+
+@dataclass(frozen=True)
+class RosterSource:
+    """How to read one roster file. Paths are absolute by the time a source is built."""
+
+    path: str
+    format: str = "csv"
+    login_column: str | None = None
+    role_column: str | None = None
+    # the role of rows without one (files with no role column, Canvas exports)
+    role: Role = Role.STUDENT
+    strip_domain: str | bool | None = None
+    add_domain: str | None = None
+    sections: tuple[str, ...] | None = None
+    header: bool = True
+    # "file:line" of the entry in the course file that names this source
+    origin: str = ""
+
+
+def map_username(login: str, source: RosterSource) -> str:
+    """Map a login as written in the file to a JupyterHub username.
+
+    Normalised like JupyterHub (stripped, lower case), then a domain is
+    stripped (``alice@uni.edu`` -> ``alice``) or added (``alice`` ->
+    ``alice@uni.edu``) as the source says.
+    """
+    name = normalize_username(login)
+    strip = source.strip_domain
+    if strip is True:
+        name = name.rsplit("@", 1)[0] if "@" in name else name
+    elif strip:
+        suffix = "@" + str(strip).lower().lstrip("@")
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+    if source.add_domain and "@" not in name and name:
+        name = f"{name}@{source.add_domain.lower().lstrip('@')}"
+    return name
+
+
+def check_username(name: str) -> str | None:
+    """Why ``name`` cannot be a JupyterHub username, or None if it can."""
+    if not name:
+        return "empty login"
+    if "/" in name:
+        return f"login {name!r} contains '/', which JupyterHub does not allow in usernames"
+    if _BAD_USERNAME_CHARS.search(name):
+        return f"login {name!r} contains whitespace or control characters"
+    return None
+
+
+def decode_text(data: bytes, path: str, problems: ProblemCollector) -> str | None:
+    """Decode a file as UTF-8 (with or without a BOM, as spreadsheets write it)."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        problems.add(
+            path,
+            line,
+            "not valid UTF-8 text (save the export as 'CSV UTF-8' and try again)",
+        )
+        return None
+
+
+def _rows(text: str) -> Iterator[tuple[int, list[str]]]:
+    """CSV records with the line each one starts on (quoted fields may span lines)."""
+    reader = csv.reader(io.StringIO(text, newline=""))
+    start = 1
+    for row in reader:
+        yield start, row
+        start = reader.line_num + 1
+
+
+def read_source(
+    source: RosterSource, data: bytes, problems: ProblemCollector
+) -> list[tuple[str, Role, int]]:
+    """Parse one roster file's bytes into ``(username, role, line)`` entries."""
+    text = decode_text(data, source.path, problems)
+    if text is None:
+        return []
+    try:
+        if source.format == "canvas":
+            return list(_read_canvas(source, text, problems))
+        return list(_read_plain(source, text, problems))
+    except csv.Error as e:
+        problems.add(source.path, None, f"not a readable CSV file: {e}")
+        return []
+
+
+def _column_index(
+    header: list[str], wanted: str, source: RosterSource, problems: ProblemCollector, what: str
+) -> int | None:
+    folded = [h.strip().lower() for h in header]
+    try:
+        return folded.index(wanted.strip().lower())
+    except ValueError:
+        columns = ", ".join(repr(h.strip()) for h in header) or "none"
+        problems.add(
+            source.path,
+            1,
+            f"no {what} column {wanted!r} in the header (columns: {columns});"
+            f" set '{what}_column' for this roster in {source.origin or 'the course file'}",
+        )
+        return None
+
+
+def _read_plain(source: RosterSource, text: str, problems: ProblemCollector):
+    rows = _rows(text)
+    if source.header:
+        first = next(rows, None)
+        if first is None:
+            return
+        _, header = first
+        login_col = _column_index(header, source.login_column or "username", source, problems, "login")
+        if login_col is None:
+            return
+        role_col = None
+        if source.role_column:
+            role_col = _column_index(header, source.role_column, source, problems, "role")
+            if role_col is None:
+                return
+        elif "role" in [h.strip().lower() for h in header]:
+            role_col = [h.strip().lower() for h in header].index("role")
+    else:
+        login_col, role_col = 0, 1
+    for line, row in rows:
+        first = row[0].strip() if row else ""
+        if first.startswith("#") or (not first and not any(cell.strip() for cell in row)):
+            continue  # comment or blank line
+        login = row[login_col] if login_col < len(row) else ""
+        role_text = row[role_col] if role_col is not None and role_col < len(row) else ""
+        entry = _entry(source, line, login, role_text, problems)
+        if entry:
+            yield entry
+
+
+def _read_canvas(source: RosterSource, text: str, problems: ProblemCollector):
+    rows = _rows(text)
+    first = next(rows, None)
+    if first is None:
+        problems.add(source.path, 1, "empty file; expected a Canvas gradebook export")
+        return
+    _, header = first
+    name_col = _column_index(header, CANVAS_NAME_COLUMN, source, problems, "name")
+    login_col = _column_index(
+        header, source.login_column or CANVAS_DEFAULT_LOGIN_COLUMN, source, problems, "login"
+    )
+    if name_col is None or login_col is None:
+        return
+    section_col = None
+    if source.sections:
+        section_col = _column_index(header, "Section", source, problems, "section")
+        if section_col is None:
+            return
+        wanted_sections = {s.strip().lower() for s in source.sections}
+    for line, row in rows:
+        cell = lambda i: row[i].strip() if i < len(row) else ""  # noqa: E731
+        name = cell(name_col)
+        if not name and not any(c.strip() for c in row):
+            continue  # blank line
+        folded_name = name.lower()
+        if folded_name in CANVAS_META_ROWS or (not name and not cell(login_col)):
+            continue  # "Points Possible" and similar rows that are not people
+        if folded_name in CANVAS_TEST_STUDENTS:
+            continue
+        if section_col is not None:
+            # a student in several sections has them joined ("Lab A and Lab B")
+            sections = {s.strip().lower() for s in _split_sections(cell(section_col))}
+            if not sections & wanted_sections:
+                continue
+        entry = _entry(source, line, cell(login_col), "", problems, who=name)
+        if entry:
+            yield entry
+
+
+def _split_sections(text: str) -> list[str]:
+    parts = []
+    for chunk in text.replace(" and ", ",").split(","):
+        if chunk.strip():
+            parts.append(chunk)
+    return parts
+
+
+def _entry(
+    source: RosterSource,
+    line: int,
+    login: str,
+    role_text: str,
+    problems: ProblemCollector,
+    who: str = "",
+) -> tuple[str, Role, int] | None:
+    if not login.strip():
+        column = source.login_column or (
+            CANVAS_DEFAULT_LOGIN_COLUMN if source.format == "canvas" else "username"
+        )
+        whose = f" for {who!r}" if who else ""
+        problems.add(source.path, line, f"missing login in column {column!r}{whose}")
+        return None
+    username = map_username(login, source)
+    why_not = check_username(username)
+    if why_not:
+        problems.add(source.path, line, why_not)
+        return None
+    if role_text.strip():
+        try:
+            role = parse_role(role_text)
+        except ValueError as e:
+            problems.add(source.path, line, str(e))
+            return None
+    else:
+        role = source.role
+    return username, role, line

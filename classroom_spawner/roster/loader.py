@@ -1,0 +1,101 @@
+"""Load a whole roster from course files and the roster files they name.
+
+Loading is all or nothing: any problem anywhere raises :class:`RosterError`
+listing every problem found, and no partial roster is ever returned (a partial
+roster could lock out a lecture hall, or let a dropped student in).
+
+This module does blocking file I/O; the hub calls it from a thread
+(see :class:`classroom_spawner.roster.ClassroomRoster`).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from .coursefile import read_course_file
+from .csvsource import read_source
+from .errors import ProblemCollector
+from .model import Course, Role, Roster
+
+# What we remember about a file to notice that it changed: (mtime_ns, size, inode).
+# None means the file could not be read at all.
+Fingerprint = tuple[int, int, int] | None
+
+
+def fingerprint(path: str) -> Fingerprint:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    roster: Roster
+    # every file the roster was read from, with its fingerprint taken before reading
+    files: dict[str, Fingerprint]
+
+
+def _read_bytes(path: str, problems: ProblemCollector, what: str, origin: str = "") -> bytes | None:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as e:
+        named_in = f" (named in {origin})" if origin else ""
+        problems.add(path, None, f"cannot read {what}{named_in}: {e.strerror or e}")
+        return None
+
+
+def load_roster(course_files: list[str]) -> LoadResult:
+    """Read every course file and roster file. Raises RosterError on any problem."""
+    problems = ProblemCollector()
+    files: dict[str, Fingerprint] = {}
+    courses: dict[str, Course] = {}
+    enrolments: dict[str, dict[str, Role]] = {}
+
+    def enrol(username: str, course_id: str, role: Role) -> None:
+        mine = enrolments.get(username)
+        if mine is None:
+            enrolments[username] = {course_id: role}
+            return
+        current = mine.get(course_id)
+        # listed twice (a TA who is also in the Canvas export): the higher role wins
+        if current is None or role.rank > current.rank:
+            mine[course_id] = role
+
+    if not course_files:
+        problems.add("ClassroomRoster.course_files", None, "no course file is configured")
+    for raw_path in course_files:
+        path = os.path.abspath(raw_path)
+        files[path] = fingerprint(path)
+        data = _read_bytes(path, problems, "course file")
+        if data is None:
+            continue
+        for entry in read_course_file(path, data, problems):
+            course = entry.course
+            if course.id in courses:
+                problems.add(
+                    path,
+                    entry.line,
+                    f"duplicate course id {course.id!r} (first defined at {courses[course.id].origin})",
+                )
+                continue
+            courses[course.id] = course
+            for username, role, _line in entry.members:
+                enrol(username, course.id, role)
+            for source in entry.sources:
+                files[source.path] = fingerprint(source.path)
+                data = _read_bytes(source.path, problems, "roster file", source.origin)
+                if data is None:
+                    continue
+                for username, role, _line in read_source(source, data, problems):
+                    enrol(username, course.id, role)
+    problems.raise_if_any(files)
+    return LoadResult(Roster(courses, enrolments, sources=list(files)), files)
+
+
+def files_changed(files: dict[str, Fingerprint]) -> bool:
+    """True if any file differs from its remembered fingerprint (a few stat calls)."""
+    return any(fingerprint(path) != fp for path, fp in files.items())

@@ -1,0 +1,196 @@
+"""The roster model: courses, their settings, and who is enrolled with which role.
+
+A :class:`Roster` is an immutable snapshot. Loading builds a new one; a running
+hub swaps snapshots atomically, so a lookup never sees half a reload.
+Lookups by username are dictionary lookups (O(1)), whatever the roster's size.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+from collections import Counter
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Iterable, Mapping
+
+
+class Role(str, enum.Enum):
+    """A member's role in one course. Ordered by privilege: student < ta < instructor."""
+
+    STUDENT = "student"
+    TA = "ta"
+    INSTRUCTOR = "instructor"
+
+    @property
+    def rank(self) -> int:
+        return _ROLE_RANK[self]
+
+    @property
+    def is_staff(self) -> bool:
+        """TAs and instructors look after a course's students."""
+        return self is not Role.STUDENT
+
+    def __str__(self) -> str:
+        return self.value
+
+
+_ROLE_RANK = {Role.STUDENT: 0, Role.TA: 1, Role.INSTRUCTOR: 2}
+
+# What LMS exports and people write in a role column, mapped to our three roles.
+# Keys are compared after lower-casing and folding "-", "_" and spaces.
+ROLE_ALIASES = {
+    "student": Role.STUDENT,
+    "students": Role.STUDENT,
+    "learner": Role.STUDENT,
+    "studentenrollment": Role.STUDENT,
+    "ta": Role.TA,
+    "tas": Role.TA,
+    "teachingassistant": Role.TA,
+    "taenrollment": Role.TA,
+    "tutor": Role.TA,
+    "grader": Role.TA,
+    "instructor": Role.INSTRUCTOR,
+    "instructors": Role.INSTRUCTOR,
+    "teacher": Role.INSTRUCTOR,
+    "teacherenrollment": Role.INSTRUCTOR,
+    "lecturer": Role.INSTRUCTOR,
+    "professor": Role.INSTRUCTOR,
+}
+
+
+@functools.lru_cache(maxsize=256)
+def parse_role(text: str) -> Role:
+    """Turn a role as written in a roster into a :class:`Role`.
+
+    Raises ValueError naming the accepted spellings for anything else.
+    """
+    key = "".join(ch for ch in str(text).lower() if ch not in " -_")
+    try:
+        return ROLE_ALIASES[key]
+    except KeyError:
+        raise ValueError(
+            f"unknown role {str(text)!r}; expected student, ta or instructor"
+            " (also accepted: learner, teacher, teaching assistant, tutor, grader, lecturer)"
+        ) from None
+
+
+def normalize_username(name: str) -> str:
+    """Normalise an identity the way JupyterHub normalises usernames.
+
+    JupyterHub's ``Authenticator.normalize_username`` lower-cases; logins also
+    arrive with stray whitespace from spreadsheets, so strip that too.
+    ``Alice@Uni.EDU `` and ``alice@uni.edu`` are the same person.
+    """
+    return name.strip().lower()
+
+
+@dataclass(frozen=True)
+class LessonRepo:
+    """A git repository of lesson material cloned into the students' homes.
+
+    ``ref`` is a branch, tag or commit (None: the remote's default branch);
+    ``target`` is the folder under the home directory; ``depth`` limits history
+    (None: full history).
+    """
+
+    url: str
+    target: str
+    ref: str | None = None
+    depth: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"url": self.url, "ref": self.ref, "target": self.target, "depth": self.depth}
+
+
+@dataclass(frozen=True)
+class Course:
+    """A course: what its students' servers look like, and where its settings came from.
+
+    Resource fields use KubeSpawner's names and units (``cpu_limit=2``,
+    ``mem_limit="2G"``); None means "use the spawner's configured default".
+    """
+
+    id: str
+    title: str
+    description: str = ""
+    image: str | None = None
+    cpu_guarantee: float | None = None
+    cpu_limit: float | None = None
+    mem_guarantee: str | None = None
+    mem_limit: str | None = None
+    lessons: tuple[LessonRepo, ...] = ()
+    kubespawner_override: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    # "file:line" of the course's definition, for error messages and `check`.
+    origin: str = ""
+
+
+class Roster:
+    """An immutable snapshot of every course and every enrolment.
+
+    ``enrolments`` maps a normalised username to ``{course_id: Role}``.
+    """
+
+    __slots__ = ("_courses", "_by_user", "_sources")
+
+    def __init__(
+        self,
+        courses: Mapping[str, Course],
+        enrolments: Mapping[str, Mapping[str, Role]],
+        sources: Iterable[str] = (),
+    ):
+        self._courses = MappingProxyType(dict(courses))
+        self._by_user = {user: MappingProxyType(dict(m)) for user, m in enrolments.items()}
+        self._sources = tuple(sources)
+
+    @classmethod
+    def empty(cls) -> Roster:
+        return cls({}, {})
+
+    @property
+    def courses(self) -> Mapping[str, Course]:
+        """Courses by id, in the order they were defined."""
+        return self._courses
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        """The files this snapshot was read from."""
+        return self._sources
+
+    def course(self, course_id: str) -> Course | None:
+        return self._courses.get(course_id)
+
+    def memberships(self, username: str) -> Mapping[str, Role]:
+        """The courses ``username`` is enrolled in, with their role in each (O(1))."""
+        return self._by_user.get(normalize_username(username), _EMPTY)
+
+    def is_enrolled(self, username: str) -> bool:
+        return normalize_username(username) in self._by_user
+
+    def members(self, course_id: str) -> dict[str, Role]:
+        """Everyone in one course. O(people); meant for reports, not per login."""
+        return {
+            user: m[course_id] for user, m in self._by_user.items() if course_id in m
+        }
+
+    def role_counts(self) -> dict[str, Counter]:
+        """Per course, how many members have each role (one pass over the roster)."""
+        counts: dict[str, Counter] = {cid: Counter() for cid in self._courses}
+        for m in self._by_user.values():
+            for cid, role in m.items():
+                counts[cid][role] += 1
+        return counts
+
+    @property
+    def people(self) -> int:
+        return len(self._by_user)
+
+    @property
+    def enrolment_count(self) -> int:
+        return sum(len(m) for m in self._by_user.values())
+
+    def __repr__(self) -> str:
+        return f"<Roster {len(self._courses)} courses, {self.people} people>"
+
+
+_EMPTY: Mapping[str, Role] = MappingProxyType({})

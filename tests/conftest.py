@@ -1,0 +1,41 @@
+"""Shared test set-up.
+
+KubeSpawner loads a kubeconfig whenever a spawner is constructed, and
+kubernetes_asyncio reads $KUBECONFIG at import time, so a harmless one must
+exist before anything imports them. Tests that talk to the Kubernetes stand-in
+pass its own kubeconfig to the processes they start.
+"""
+
+import os
+import tempfile
+
+if "KUBECONFIG" not in os.environ:
+    _kube_dir = tempfile.mkdtemp(prefix="classroom-test-kube-")
+    _kubeconfig = os.path.join(_kube_dir, "config")
+    with open(_kubeconfig, "w") as f:
+        f.write(
+            "apiVersion: v1\nkind: Config\n"
+            "clusters: [{name: unit, cluster: {server: 'http://127.0.0.1:9'}}]\n"
+            "users: [{name: unit, user: {token: unit-test}}]\n"
+            "contexts: [{name: unit, context: {cluster: unit, user: unit, namespace: classroom-test}}]\n"
+            "current-context: unit\n"
+        )
+    os.environ["KUBECONFIG"] = _kubeconfig
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture
+def write_file(tmp_path):
+    """Write a text (or bytes) file under tmp_path and return its path as str."""
+
+    def write(name, content):
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content)
+        return str(path)
+
+    return write

@@ -1,0 +1,111 @@
+"""The classroom-spawner command, run as a user runs it (a subprocess), and the entry points."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from importlib.metadata import entry_points
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REFERENCE_CONFIG = os.path.join(REPO, "jupyterhub_config.py")
+
+
+def cli(*args, cwd=None):
+    exe = os.path.join(os.path.dirname(sys.executable), "classroom-spawner")
+    return subprocess.run(
+        [exe, *args], capture_output=True, text=True, cwd=cwd or REPO, timeout=120
+    )
+
+
+def test_check_reference_config():
+    result = cli("check", "-f", REFERENCE_CONFIG)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "Roster: 2 courses" in out
+    # the sample Canvas export has 4 students (Test Student skipped), plus
+    # emmy.noether@... who is also in phys210's roster
+    ds101 = next(line for line in out.splitlines() if line.strip().startswith("ds101"))
+    assert ds101.split()[-5:-1] == ["4", "1", "1", "1"]
+    assert out.rstrip().endswith("OK")
+
+
+def test_check_defaults_to_jupyterhub_config_in_the_current_directory():
+    result = cli("check")
+    assert result.returncode == 0, result.stderr
+
+
+def test_check_reports_every_problem_with_file_and_line(tmp_path):
+    (tmp_path / "courses.yaml").write_text(
+        "courses:\n  - id: c1\n    rosters: [{file: r.csv}]\n  - id: c1\n"
+    )
+    (tmp_path / "r.csv").write_text("username,role\nalice,student\nbob,boss\n")
+    (tmp_path / "jupyterhub_config.py").write_text(
+        "c.ClassroomRoster.course_files = ['courses.yaml']\n"
+    )
+    result = cli("check", cwd=tmp_path)
+    assert result.returncode == 1
+    lines = result.stderr.splitlines()
+    assert f"{tmp_path}/courses.yaml:4: duplicate course id 'c1' (first defined at {tmp_path}/courses.yaml:2)" in lines
+    assert any(line.startswith(f"{tmp_path}/r.csv:3: unknown role 'boss'") for line in lines)
+    assert lines[-1] == "2 problems found."
+
+
+def test_check_missing_config_file(tmp_path):
+    result = cli("check", "-f", str(tmp_path / "nope.py"))
+    assert result.returncode == 1
+    assert "no such config file" in result.stderr
+
+
+def test_check_config_file_that_raises(tmp_path):
+    (tmp_path / "jupyterhub_config.py").write_text("c.JupyterHub.ip = undefined_name\n")
+    result = cli("check", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "error while executing the config file" in result.stderr
+    assert "undefined_name" in result.stderr
+
+
+@pytest.mark.parametrize("user", ["Marie.Curie@uni.example.edu", " marie.curie@uni.example.edu "])
+def test_profiles_json(user):
+    result = cli("profiles", user, "--json", "-f", REFERENCE_CONFIG)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["user"] == "marie.curie@uni.example.edu"
+    assert {(c["id"], c["role"]) for c in data["courses"]} == {
+        ("ds101", "student"),
+        ("phys210", "ta"),
+    }
+
+
+def test_profiles_of_someone_not_on_a_roster():
+    result = cli("profiles", "stranger@elsewhere.org", "-f", REFERENCE_CONFIG)
+    assert result.returncode == 1
+    assert "not on any course roster" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "group, name, qualname",
+    [
+        ("jupyterhub.spawners", "classroom", "ClassroomSpawner"),
+        ("jupyterhub.authenticators", "classroom", "ClassroomOAuthenticator"),
+        ("jupyterhub.authenticators", "classroom-github", "ClassroomGitHubOAuthenticator"),
+    ],
+)
+def test_entry_points_resolve(group, name, qualname):
+    (ep,) = [ep for ep in entry_points(group=group) if ep.name == name]
+    assert ep.load().__qualname__ == qualname
+
+
+def test_jupyterhub_resolves_classroom_by_name():
+    # the same lookup JupyterHub does for c.JupyterHub.spawner_class = "classroom"
+    code = textwrap.dedent(
+        """
+        from jupyterhub.app import JupyterHub
+        hub = JupyterHub(spawner_class="classroom", authenticator_class="classroom")
+        print(hub.spawner_class.__name__, hub.authenticator_class.__name__)
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.stdout.split() == ["ClassroomSpawner", "ClassroomOAuthenticator"], result.stderr

@@ -1,0 +1,206 @@
+"""The YAML course file: settings, members, and every kind of mistake named by file and line."""
+
+import textwrap
+
+import pytest
+
+from classroom_spawner.roster import Role, RosterError
+from classroom_spawner.roster.loader import load_roster
+
+
+def yaml_file(write_file, text, name="courses.yaml"):
+    return write_file(name, textwrap.dedent(text))
+
+
+def problems_of(paths):
+    with pytest.raises(RosterError) as info:
+        load_roster(paths)
+    return [str(p) for p in info.value.problems]
+
+
+def test_full_course_is_read(write_file):
+    path = yaml_file(
+        write_file,
+        """\
+        courses:
+          - id: DS101
+            title: Data Science 101
+            description: Tuesdays
+            image: quay.io/jupyter/scipy-notebook:2025-06-02
+            cpu_guarantee: 0.5
+            cpu_limit: 2
+            mem_guarantee: 512M
+            mem_limit: 2G
+            kubespawner_override:
+              node_selector: {pool: teaching}
+            instructors: [Prof@Uni.edu]
+            tas: [ta@uni.edu]
+            students: [s1@uni.edu, s2@uni.edu]
+        """,
+    )
+    roster = load_roster([path]).roster
+    course = roster.course("ds101")
+    assert course.title == "Data Science 101"
+    assert course.description == "Tuesdays"
+    assert course.image == "quay.io/jupyter/scipy-notebook:2025-06-02"
+    assert (course.cpu_guarantee, course.cpu_limit) == (0.5, 2.0)
+    assert (course.mem_guarantee, course.mem_limit) == ("512M", "2G")
+    assert dict(course.kubespawner_override) == {"node_selector": {"pool": "teaching"}}
+    assert course.origin == f"{path}:2"
+    assert roster.members("ds101") == {
+        "prof@uni.edu": Role.INSTRUCTOR,
+        "ta@uni.edu": Role.TA,
+        "s1@uni.edu": Role.STUDENT,
+        "s2@uni.edu": Role.STUDENT,
+    }
+
+
+def test_defaults_for_optional_settings(write_file):
+    path = yaml_file(write_file, "courses:\n  - id: c1\n")
+    course = load_roster([path]).roster.course("c1")
+    assert course.title == "c1"
+    assert course.image is None and course.cpu_limit is None and course.lessons == ()
+
+
+def test_unknown_key_names_line_and_known_keys(write_file):
+    path = yaml_file(
+        write_file,
+        """\
+        courses:
+          - id: ds101
+            imgae: foo
+        """,
+    )
+    (problem,) = problems_of([path])
+    assert problem.startswith(f"{path}:3: unknown key 'imgae' in a course (known keys: ")
+    assert "image" in problem
+
+
+def test_duplicate_course_id_across_files_names_both(write_file):
+    first = yaml_file(write_file, "courses:\n  - id: ds101\n", "a.yaml")
+    second = yaml_file(write_file, "courses:\n  - id: other\n  - id: DS101\n", "b.yaml")
+    (problem,) = problems_of([first, second])
+    assert problem == f"{second}:3: duplicate course id 'ds101' (first defined at {first}:2)"
+
+
+def test_duplicate_course_id_in_one_file(write_file):
+    path = yaml_file(write_file, "courses:\n  - id: ds101\n  - id: ds101\n")
+    (problem,) = problems_of([path])
+    assert problem.startswith(f"{path}:3: duplicate course id 'ds101'")
+
+
+@pytest.mark.parametrize(
+    "snippet, expected",
+    [
+        ("id: 'data science'", "course id 'data science' must be"),
+        ("title: x", "course has no 'id'"),
+        ("id: c1\n    cpu_limit: lots", "cpu_limit must be a positive number"),
+        ("id: c1\n    cpu_limit: -1", "cpu_limit must be a positive number"),
+        ("id: c1\n    mem_limit: 2GB", "mem_limit '2GB' is not a memory size"),
+        ("id: c1\n    cpu_guarantee: 4\n    cpu_limit: 2", "cpu_guarantee 4 is above cpu_limit 2"),
+        ("id: c1\n    mem_guarantee: 4G\n    mem_limit: 512M", "mem_guarantee 4G is above mem_limit 512M"),
+        ("id: c1\n    students: alice", "'students' must be a list"),
+        ("id: c1\n    students: [[a, b]]", "a member of 'students' must be a single value"),
+        ("id: c1\n    students: ['a b']", "login 'a b' contains whitespace"),
+        ("id: c1\n    kubespawner_override: [1]", "kubespawner_override must be a mapping"),
+        ("id: c1\n    rosters: [{file: r.csv, format: moodle}]", "unknown roster format 'moodle'"),
+        ("id: c1\n    rosters: [{format: csv}]", "roster entry has no 'file'"),
+        ("id: c1\n    rosters: [{file: r.csv, role: boss}]", "unknown role 'boss'"),
+    ],
+)
+def test_bad_course_settings(write_file, snippet, expected):
+    path = yaml_file(write_file, f"courses:\n  - {snippet}\n")
+    problems = problems_of([path])
+    assert any(p.startswith(f"{path}:") and expected in p for p in problems), problems
+
+
+def test_yaml_syntax_error_names_the_line(write_file):
+    path = yaml_file(write_file, "courses:\n  - id: ds101\n    title: [unclosed\n  - id: x\n")
+    (problem,) = problems_of([path])
+    assert problem.startswith(f"{path}:4: not valid YAML")
+
+
+def test_wrong_top_level(write_file):
+    assert "no 'courses:' list" in problems_of([yaml_file(write_file, "{}\n")])[0]
+    assert "empty course file" in problems_of([yaml_file(write_file, "")])[0]
+    assert "unknown key 'course'" in problems_of([yaml_file(write_file, "course: []\n")])[0]
+
+
+def test_unreadable_course_file(tmp_path):
+    missing = str(tmp_path / "nope.yaml")
+    (problem,) = problems_of([missing])
+    assert problem.startswith(f"{missing}: cannot read course file")
+
+
+def test_no_course_files_configured():
+    (problem,) = problems_of([])
+    assert "no course file is configured" in problem
+
+
+def test_roster_paths_are_relative_to_the_course_file(write_file):
+    write_file("rosters/r.csv", "username\nalice\n")
+    path = yaml_file(write_file, "courses:\n  - id: c1\n    rosters: [{file: rosters/r.csv}]\n", "etc/../courses.yaml")
+    assert load_roster([path]).roster.is_enrolled("alice")
+
+
+# -- lesson repos --------------------------------------------------------------
+
+
+def test_lessons_are_read_and_defaulted(write_file):
+    path = yaml_file(
+        write_file,
+        """\
+        courses:
+          - id: c1
+            lessons:
+              - https://github.com/example/intro-lessons.git
+              - url: git@github.com:example/private-notes.git
+                ref: v1.2
+                target: notes/private
+                depth: 1
+        """,
+    )
+    lessons = load_roster([path]).roster.course("c1").lessons
+    assert [(lr.url, lr.ref, lr.target, lr.depth) for lr in lessons] == [
+        ("https://github.com/example/intro-lessons.git", None, "intro-lessons", None),
+        ("git@github.com:example/private-notes.git", "v1.2", "notes/private", 1),
+    ]
+
+
+@pytest.mark.parametrize(
+    "lesson",
+    [
+        "{url: 'http://github.com/x/y.git'}",
+        "{url: 'https://github.com/x/y.git', ref: 'main; rm -rf ~'}",
+        "{url: 'https://github.com/x/y.git', ref: '$(touch /tmp/pwned)'}",
+        "{url: 'https://github.com/x/y.git', ref: '-b'}",
+        "{url: '--upload-pack=touch /tmp/pwned'}",
+        "{url: 'ext::sh -c touch% /tmp/pwned'}",
+        "{url: 'https://github.com/x/y.git', target: '../../etc'}",
+        "{url: 'https://github.com/x/y.git', target: '/etc'}",
+        "{url: 'https://github.com/x/y.git', depth: 0}",
+        "{url: 'https://user:token@github.com/x/y.git'}",
+        "{ref: main}",
+    ],
+)
+def test_bad_lessons_are_refused_with_file_and_line(write_file, lesson):
+    path = yaml_file(write_file, f"courses:\n  - id: c1\n    lessons:\n      - {lesson}\n")
+    problems = problems_of([path])
+    assert problems and all(p.startswith(f"{path}:4: ") for p in problems), problems
+
+
+def test_two_lessons_into_one_folder(write_file):
+    path = yaml_file(
+        write_file,
+        """\
+        courses:
+          - id: c1
+            lessons:
+              - url: https://example.org/a.git
+                target: lessons
+              - url: https://example.org/b.git
+                target: lessons
+        """,
+    )
+    (problem,) = problems_of([path])
+    assert problem == f"{path}:6: lesson target folder 'lessons' is already used by the repo on line 4"
