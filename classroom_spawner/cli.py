@@ -7,10 +7,17 @@ Every subcommand reads the hub's ``jupyterhub_config.py`` (``-f``, default
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
+import re
 import sys
 
+import yaml
+from tornado import web
+
 from .hubconfig import ConfigFileError, load_hub_config
+from .offline import build_spawner, render_manifests
+from .profiles import images_of
 from .roster import ClassroomRoster, Role, RosterError, normalize_username
 
 
@@ -66,25 +73,99 @@ def cmd_check(args, out) -> int:
 
 
 def cmd_profiles(args, out) -> int:
-    """The courses (and roles) a user has."""
-    _, _, roster = _load_roster(args)
+    """The courses (and roles) a user has, and the profiles they may pick."""
+    config, _, roster = _load_roster(args)
     username = normalize_username(args.user)
     memberships = roster.memberships(username)
     courses = [
         {"id": cid, "title": roster.courses[cid].title, "role": role.value}
         for cid, role in memberships.items()
     ]
+    try:
+        profiles = asyncio.run(_profiles_of(config, username, args.admin))
+        refused = None
+    except web.HTTPError as e:
+        profiles, refused = [], getattr(e, "message", None) or e.log_message
     if args.json:
-        json.dump({"user": username, "courses": courses}, out, indent=2)
+        json.dump({"user": username, "courses": courses, "profiles": profiles}, out, indent=2)
         print(file=out)
-    elif not courses:
-        print(f"{username} is not on any course roster.", file=out)
+    elif not profiles:
+        print(f"{username}: no profiles. The spawn page says: {refused}", file=out)
     else:
-        print(f"{username}:", file=out)
-        width = max(len(c["id"]) for c in courses)
-        for c in courses:
-            print(f"  {c['id'].ljust(width)}  {c['role']:<10}  {c['title']}", file=out)
-    return 0 if courses else 1
+        print(f"{username} may start:", file=out)
+        width = max(len(p["slug"]) for p in profiles)
+        for p in profiles:
+            info = p.get("classroom") or {}
+            role = info.get("role") or ("admin only" if info.get("admin_only") else "admin")
+            mark = "*" if p.get("default") else " "
+            print(f" {mark}{p['slug'].ljust(width)}  {role:<10}  {p['display_name']}", file=out)
+            details = [info.get("image"), info.get("resources")]
+            if info.get("lessons"):
+                details.append("lessons: " + ", ".join(info["lessons"]))
+            details = [d for d in details if d]
+            if details:
+                print(f"  {' ' * width}  {'':<10}  {'; '.join(details)}", file=out)
+        print("(* = preselected)", file=out)
+    return 0 if profiles else 1
+
+
+async def _profiles_of(config, username, admin):
+    spawner = await build_spawner(config, username, admin=admin)
+    return await spawner.classroom_profiles()
+
+
+def cmd_render(args, out) -> int:
+    """The exact PVC and pod manifests a user would get."""
+    config = load_hub_config(args.config)
+    ClassroomRoster.from_config(config).load()
+    try:
+        manifests = asyncio.run(
+            render_manifests(config, args.user, profile=args.profile, admin=args.admin)
+        )
+    except web.HTTPError as e:
+        print(f"error: {getattr(e, 'message', None) or e.log_message}", file=sys.stderr)
+        return 1
+    docs = [manifests[k] for k in ("pvc", "pod") if k in manifests]
+    if args.json:
+        json.dump({"apiVersion": "v1", "kind": "List", "items": docs}, out, indent=2)
+        print(file=out)
+    else:
+        print(f"# {normalize_username(args.user)}, profile {manifests['profile']}", file=out)
+        yaml.safe_dump_all(docs, out, sort_keys=False, default_flow_style=False)
+    return 0
+
+
+def cmd_images(args, out) -> int:
+    """Every image the config can start, for Z2JH's prePuller.extraImages."""
+    config = load_hub_config(args.config)
+    roster = ClassroomRoster.from_config(config).load()
+    images = asyncio.run(_all_images(config, roster))
+    if args.z2jh:
+        extra = {}
+        for image, where in images.items():
+            name, _, tag = image.rpartition(":") if ":" in image.rsplit("/", 1)[-1] else (image, "", "latest")
+            key = re.sub(r"[^a-z0-9-]+", "-", where.lower()).strip("-")[:50] or "image"
+            while key in extra:
+                key += "-x"
+            extra[key] = {"name": name, "tag": tag}
+        yaml.safe_dump({"prePuller": {"extraImages": extra}}, out, sort_keys=False)
+    else:
+        for image in images:
+            print(image, file=out)
+    return 0
+
+
+async def _all_images(config, roster) -> dict[str, str]:
+    """image -> where it is first used (a course id, 'default', 'admin-<slug>')."""
+    spawner = await build_spawner(config, "classroom-images", admin=True)
+    found: dict[str, str] = {}
+    if spawner.image:
+        found[spawner.image] = "default"
+    for profile in await spawner.classroom_profiles():
+        where = (profile.get("classroom") or {}).get("course") or f"admin-{profile['slug']}"
+        for image in sorted(images_of(profile)):
+            found.setdefault(image, where)
+    return found
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -102,7 +183,21 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_arg(profiles)
     profiles.add_argument("user", help="a hub username (normalised like JupyterHub: lower case)")
     profiles.add_argument("--json", action="store_true", help="print JSON")
+    profiles.add_argument("--admin", action="store_true", help="as a hub admin would see it")
     profiles.set_defaults(func=cmd_profiles)
+
+    render = sub.add_parser("render", help="the PVC and pod manifests a user would get")
+    _add_config_arg(render)
+    render.add_argument("user", help="a hub username")
+    render.add_argument("--profile", metavar="SLUG", help="the profile to render (default: the user's first)")
+    render.add_argument("--admin", action="store_true", help="render as if the user were a hub admin")
+    render.add_argument("--json", action="store_true", help="print a JSON List instead of YAML documents")
+    render.set_defaults(func=cmd_render)
+
+    images = sub.add_parser("images", help="every image the config can start (for image pre-pulling)")
+    _add_config_arg(images)
+    images.add_argument("--z2jh", action="store_true", help="print Z2JH prePuller.extraImages values")
+    images.set_defaults(func=cmd_images)
     return parser
 
 

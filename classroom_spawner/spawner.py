@@ -1,7 +1,304 @@
-"""ClassroomSpawner: KubeSpawner with course profiles, per-user volumes and lessons."""
+"""ClassroomSpawner: KubeSpawner with course profiles, per-user volumes and lessons.
 
+The class holds the configuration and wires KubeSpawner's public hooks to
+small modules that do the work and can be tested without a hub or a cluster:
+:mod:`classroom_spawner.profiles` (what a user may pick, and checking it),
+:mod:`classroom_spawner.lessons` (the lesson sync init container), and
+:mod:`classroom_spawner.roster` (who is in which course).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markupsafe import Markup, escape
 from kubespawner import KubeSpawner
+from tornado import web
+from traitlets import Dict, List, Unicode, default
+
+from . import profiles as profiles_mod
+from .roster import ClassroomRoster, Role
+
+try:  # JupyterHub >= 6: policy rejections that don't count as spawn failures
+    from jupyterhub.spawner import SpawnException
+except ImportError:  # pragma: no cover - JupyterHub 5.x
+    SpawnException = None
+
+TEMPLATES = os.path.join(os.path.dirname(__file__), "templates")
+
+# query arguments JupyterHub itself uses on /hub/spawn; anything else is a spawn option
+_RESERVED_QUERY_ARGS = {"next", "display_name", "_xsrf"}
+
+
+def user_error(message: str, *, status: int = 400, reason: str = "invalid-options") -> web.HTTPError:
+    """An error caused by what a user asked for, shown to them as is.
+
+    On JupyterHub 6 a SpawnException, which does not count towards
+    ``consecutive_failure_limit``; on 5.x an HTTPError with the message
+    JupyterHub shows on the spawn page.
+    """
+    if SpawnException is not None:
+        return SpawnException(message, reason=reason, status_code=status)
+    error = web.HTTPError(status, message)
+    error.jupyterhub_message = message
+    return error
+
+
+def _brace_safe(value):
+    """Escape a value for HTML, and its braces too: JupyterHub renders the form
+    through Jinja a second time, so a course title must not read as a template."""
+    text = escape(value if value is not None else "")
+    return Markup(str(text).replace("{", "&#123;").replace("}", "&#125;"))
+
+
+_FORM_TEMPLATE = Environment(
+    loader=FileSystemLoader(TEMPLATES),
+    autoescape=select_autoescape(default=True),
+    finalize=_brace_safe,
+).get_template("classroom_form.html")
+
+
+async def _classroom_profile_list(spawner: ClassroomSpawner) -> list[dict[str, Any]]:
+    """KubeSpawner's ``profile_list`` for ClassroomSpawner: the user's course profiles."""
+    return await spawner.classroom_profiles()
 
 
 class ClassroomSpawner(KubeSpawner):
-    """A KubeSpawner that offers each student the profiles of their own courses."""
+    """A KubeSpawner that offers each user the profiles of their own courses.
+
+    - **Profiles** are built from the course files (``c.ClassroomRoster``): a
+      student sees their courses, an admin sees every course plus
+      :attr:`admin_profiles`. Whatever is submitted, through the form or the
+      REST API, is checked on the server against the user's own profiles.
+    - **Storage**: one persistent volume per user (10Gi by default) mounted as
+      the home directory, never deleted when the user is deleted unless
+      ``delete_pvc`` is turned on.
+
+    Every KubeSpawner option still applies; ``c.KubeSpawner.*`` settings (as
+    written by the Zero to JupyterHub chart) are inherited.
+    """
+
+    admin_profiles = List(
+        Dict(),
+        config=True,
+        help="""
+        Extra KubeSpawner profiles offered only to hub admins, after every
+        course's profile. Same format as KubeSpawner's ``profile_list``
+        entries (``display_name``, ``slug``, ``description``,
+        ``kubespawner_override``, ``profile_options``).
+
+        Example::
+
+            c.ClassroomSpawner.admin_profiles = [
+                {
+                    "display_name": "Admin: large server",
+                    "slug": "admin-large",
+                    "kubespawner_override": {"cpu_limit": 8, "mem_limit": "32G"},
+                },
+            ]
+
+        Course profiles come from the course files; ``profile_list`` itself is
+        managed by ClassroomSpawner and should not be set.
+        """,
+    )
+
+    no_course_message = Unicode(
+        "You are not enrolled in any course on this hub, so there is no server to start."
+        " If you think you should be, please contact your instructor.",
+        config=True,
+        help="""
+        What a user who is in no course (and is not an admin) sees instead of a
+        server. Name whom to contact.
+        """,
+    )
+
+    home_mount_path = Unicode(
+        "/home/jovyan",
+        config=True,
+        help="""
+        Where each user's volume is mounted in their server: their home
+        directory. Lesson repos are cloned below it.
+
+        The default matches the Jupyter Docker Stacks images.
+        """,
+    )
+
+    # -- storage defaults: a persistent home for everyone, never lost by surprise ------
+
+    @default("storage_pvc_ensure")
+    def _storage_pvc_ensure_default(self):
+        return True
+
+    @default("storage_capacity")
+    def _storage_capacity_default(self):
+        return "10Gi"
+
+    @default("delete_pvc")
+    def _delete_pvc_default(self):
+        # KubeSpawner deletes a user's volume when the user is deleted. In a
+        # classroom, deleting a user (end of term, a typo in the admin page) must
+        # not delete their work; removing volumes is a deliberate, separate step.
+        return False
+
+    @default("volumes")
+    def _volumes_default(self):
+        return [{"name": "home", "persistentVolumeClaim": {"claimName": "{pvc_name}"}}]
+
+    @default("volume_mounts")
+    def _volume_mounts_default(self):
+        return [{"name": "home", "mountPath": self.home_mount_path}]
+
+    # -- profiles ---------------------------------------------------------------------
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.profile_list and self.profile_list is not _classroom_profile_list:
+            self.log.warning(
+                "%s: profile_list is set in the config (Z2JH: singleuser.profileList?) but"
+                " ClassroomSpawner builds profiles from the course files; it is ignored."
+                " Put admin-only profiles in c.ClassroomSpawner.admin_profiles.",
+                self._log_name,
+            )
+        self.profile_list = _classroom_profile_list
+        self.roster = ClassroomRoster.from_config(self.config, self.log)
+        self.classroom_course = None
+        self._fallback_notice = None
+        self._auth_state = None
+
+    async def run_auth_state_hook(self, auth_state):
+        # keep what the authenticator learned (courses the identity provider asserts)
+        self._auth_state = auth_state
+        return await super().run_auth_state_hook(auth_state)
+
+    def _requester_is_admin(self) -> bool:
+        """Is the person asking for this server (maybe not its owner) a hub admin?"""
+        handler = getattr(self, "handler", None)
+        requester = getattr(handler, "current_user", None) if handler else None
+        return bool(
+            requester is not None
+            and getattr(requester, "kind", "user") == "user"
+            and getattr(requester, "admin", False)
+        )
+
+    async def memberships(self) -> dict[str, Role]:
+        """The user's courses and roles: the roster's, plus any the identity
+        provider asserted at login (kept in auth state by the authenticator)."""
+        roster = await self.roster.current()
+        found = dict(roster.memberships(self.user.name))
+        for course_id, role in _claimed_courses(self._auth_state).items():
+            if course_id in roster.courses and (
+                course_id not in found or role.rank > found[course_id].rank
+            ):
+                found[course_id] = role
+        return found
+
+    async def classroom_profiles(self) -> list[dict[str, Any]]:
+        """The profiles this user may start, first one the default.
+
+        Raises the user-facing "no course" error when there are none.
+        """
+        roster = await self.roster.current()
+        admin = bool(getattr(self.user, "admin", False)) or self._requester_is_admin()
+        try:
+            return profiles_mod.profiles_for(
+                await self.memberships(),
+                roster.courses,
+                admin=admin,
+                admin_profiles=self.admin_profiles,
+            )
+        except profiles_mod.NoProfiles:
+            raise user_error(self.no_course_message, status=403, reason="no-course") from None
+
+    @default("options_form")
+    def _options_form_default(self):
+        return self._render_classroom_form
+
+    async def _render_classroom_form(self, spawner) -> str:
+        """The spawn page's form; empty (no form at all) when there is only one choice."""
+        profiles = await spawner.classroom_profiles()
+        if len(profiles) == 1 and not profiles[0].get("profile_options"):
+            return ""
+        saved = spawner.user_options or {}
+        try:
+            saved = profiles_mod.resolve_user_options(saved, profiles)
+        except profiles_mod.InvalidOptions:
+            saved = {}
+        return _FORM_TEMPLATE.render(
+            profile_list=profiles, user_options=saved, unlisted=profiles_mod.UNLISTED
+        )
+
+    @default("options_from_form")
+    def _options_from_form_default(self):
+        return self._classroom_options_from_form
+
+    async def _classroom_options_from_form(self, formdata, spawner=None):
+        """Parse and check the form. A bad choice re-shows the form with the error."""
+        spawner = spawner or self
+        options = profiles_mod.options_from_form(formdata)
+        try:
+            return profiles_mod.resolve_user_options(options, await spawner.classroom_profiles())
+        except profiles_mod.InvalidOptions as e:
+            raise user_error(str(e)) from None
+
+    def _options_were_submitted(self) -> bool:
+        """Did this spawn request carry options, or are they the ones JupyterHub saved
+        from an earlier start? Only submitted options are refused with an error;
+        saved ones that are no longer valid fall back to a valid profile."""
+        handler = getattr(self, "handler", None)
+        if handler is None:
+            return False
+        request = handler.request
+        if request.method == "POST":
+            return bool((request.body or b"").strip())
+        return any(key not in _RESERVED_QUERY_ARGS for key in request.query_arguments)
+
+    async def load_user_options(self):
+        """Check the requested profile and options against the user's own, then
+        let KubeSpawner apply them."""
+        profiles = await self.classroom_profiles()
+        try:
+            resolved = profiles_mod.resolve_user_options(self.user_options, profiles)
+        except profiles_mod.InvalidOptions as e:
+            if self._options_were_submitted():
+                self.log.warning("Refusing server options for %s: %s", self._log_name, e)
+                raise user_error(f"Cannot start your server: {e}") from None
+            resolved = {"profile": profiles[0]["slug"]}
+            previous = (self.user_options or {}).get("profile")
+            self._fallback_notice = (
+                f"Your last choice ({previous}) is not available to you any more;"
+                f" starting {profiles[0]['display_name']} instead."
+                if previous
+                else f"Your last server options are not available any more; starting {profiles[0]['display_name']}."
+            )
+            self.log.warning(
+                "Saved server options for %s are no longer valid (%s); using profile %s",
+                self._log_name,
+                e,
+                resolved["profile"],
+            )
+        self.user_options = resolved
+        profile = next(p for p in profiles if p["slug"] == resolved["profile"])
+        course_id = (profile.get("classroom") or {}).get("course")
+        roster = await self.roster.current()
+        self.classroom_course = roster.courses.get(course_id) if course_id else None
+        await super().load_user_options()
+
+    async def progress(self):
+        if self._fallback_notice:
+            yield {"progress": 1, "message": self._fallback_notice}
+        async for event in super().progress():
+            yield event
+
+
+def _claimed_courses(auth_state) -> dict[str, Role]:
+    """Courses the identity provider asserted, as stored by the authenticator."""
+    if not auth_state:
+        return {}
+    try:
+        from .authz.state import claimed_courses
+    except ImportError:  # pragma: no cover - authenticator module not present
+        return {}
+    return claimed_courses(auth_state)
+

@@ -77,12 +77,32 @@ def test_profiles_json(user):
         ("ds101", "student"),
         ("phys210", "ta"),
     }
+    assert [(p["slug"], p["default"]) for p in data["profiles"]] == [("ds101", True), ("phys210", False)]
+    assert data["profiles"][0]["kubespawner_override"]["image"] == "quay.io/jupyter/scipy-notebook:2025-06-02"
+
+
+def test_profiles_as_admin_lists_every_course():
+    result = cli("profiles", "someone@uni.example.edu", "--admin", "--json", "-f", REFERENCE_CONFIG)
+    assert result.returncode == 0, result.stderr
+    assert [p["slug"] for p in json.loads(result.stdout)["profiles"]] == ["ds101", "phys210"]
+
+
+def test_images_lists_every_image_for_prepulling():
+    result = cli("images", "-f", REFERENCE_CONFIG)
+    assert result.returncode == 0, result.stderr
+    assert "quay.io/jupyter/scipy-notebook:2025-06-02" in result.stdout.split()
+    result = cli("images", "--z2jh", "-f", REFERENCE_CONFIG)
+    import yaml
+
+    extra = yaml.safe_load(result.stdout)["prePuller"]["extraImages"]
+    assert {"name": "quay.io/jupyter/scipy-notebook", "tag": "2025-06-02"} in extra.values()
 
 
 def test_profiles_of_someone_not_on_a_roster():
     result = cli("profiles", "stranger@elsewhere.org", "-f", REFERENCE_CONFIG)
     assert result.returncode == 1
-    assert "not on any course roster" in result.stdout
+    assert "no profiles" in result.stdout
+    assert "You are not enrolled in any course" in result.stdout
 
 
 @pytest.mark.parametrize(

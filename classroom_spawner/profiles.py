@@ -1,0 +1,230 @@
+"""Course profiles: what a user may pick on the spawn page, and checking what they picked.
+
+Pure functions over the roster; no hub, no cluster. The spawner calls them for
+the options form, for form submissions, and again at start for options that
+arrived through the REST API, so one set of rules serves every path.
+
+Profiles are KubeSpawner ``profile_list`` entries (``display_name``, ``slug``,
+``description``, ``kubespawner_override``, ``profile_options``) plus a
+``classroom`` key that KubeSpawner ignores and our form template shows.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from typing import Any, Iterable, Mapping
+
+from .roster.model import Course, Role
+
+# the value KubeSpawner's form (and ours) submits when "Other..." is picked
+UNLISTED = "unlisted-choice"
+UNLISTED_SUFFIX = "--unlisted-choice"
+
+
+class InvalidOptions(ValueError):
+    """What a user submitted is not one of their choices. The message says what."""
+
+
+class NoProfiles(Exception):
+    """The user has no course, and is not an admin: there is nothing to start."""
+
+
+def _format_cpu(value: float) -> str:
+    return f"{value:g} CPU" if value == 1 else f"{value:g} CPUs"
+
+
+def resources_summary(course: Course) -> str:
+    """'0.5–2 CPUs, 1G–2G memory' style summary of a course's resources."""
+    parts = []
+    g, lim = course.cpu_guarantee, course.cpu_limit
+    if g and lim:
+        parts.append(f"{g:g}–{lim:g} CPUs" if g != lim else _format_cpu(lim))
+    elif lim:
+        parts.append(f"up to {_format_cpu(lim)}")
+    elif g:
+        parts.append(f"at least {_format_cpu(g)}")
+    g, lim = course.mem_guarantee, course.mem_limit
+    if g and lim:
+        parts.append(f"{g}–{lim} memory" if g != lim else f"{lim} memory")
+    elif lim:
+        parts.append(f"up to {lim} memory")
+    elif g:
+        parts.append(f"at least {g} memory")
+    return ", ".join(parts)
+
+
+def course_profile(course: Course, role: Role | None = None) -> dict[str, Any]:
+    """The KubeSpawner profile of one course."""
+    override: dict[str, Any] = {}
+    if course.image:
+        override["image"] = course.image
+    for key in ("cpu_guarantee", "cpu_limit", "mem_guarantee", "mem_limit"):
+        value = getattr(course, key)
+        if value is not None:
+            override[key] = value
+    # the course's own KubeSpawner settings come last: the admin's word wins
+    override.update(copy.deepcopy(dict(course.kubespawner_override)))
+    return {
+        "display_name": course.title,
+        "slug": course.id,
+        "description": course.description,
+        "kubespawner_override": override,
+        "classroom": {
+            "course": course.id,
+            "role": role.value if role else None,
+            "image": override.get("image"),
+            "resources": resources_summary(course),
+            "lessons": [lesson.target for lesson in course.lessons],
+        },
+    }
+
+
+def profiles_for(
+    memberships: Mapping[str, Role],
+    courses: Mapping[str, Course],
+    *,
+    admin: bool = False,
+    admin_profiles: Iterable[Mapping[str, Any]] = (),
+) -> list[dict[str, Any]]:
+    """The profiles a user may pick: their own courses' (in roster order), and
+    for an admin every course's plus the admin-only profiles.
+
+    The first profile is the default. Raises NoProfiles if there is none.
+    """
+    profiles = [
+        course_profile(course, memberships[cid])
+        for cid, course in courses.items()
+        if cid in memberships
+    ]
+    if admin:
+        profiles += [
+            course_profile(course) for cid, course in courses.items() if cid not in memberships
+        ]
+        for extra in admin_profiles:
+            profile = copy.deepcopy(dict(extra))
+            profile.setdefault("classroom", {"course": None, "admin_only": True})
+            profiles.append(profile)
+    if not profiles:
+        raise NoProfiles()
+    for i, profile in enumerate(profiles):
+        profile["default"] = i == 0
+    return profiles
+
+
+def _options_of(profile: Mapping[str, Any]) -> dict[str, Any]:
+    return dict(profile.get("profile_options") or {})
+
+
+def _choice_names(option: Mapping[str, Any]) -> list[str]:
+    return list((option.get("choices") or {}).keys())
+
+
+def resolve_user_options(
+    user_options: Any, profiles: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """Check submitted options against the user's own profiles.
+
+    Returns the options in KubeSpawner's form, always naming the profile
+    (``{"profile": slug, option: choice, "<option>--unlisted-choice": text}``),
+    so KubeSpawner applies exactly what was checked here. Raises InvalidOptions
+    with a message naming what was wrong.
+
+    Stricter than KubeSpawner alone: unknown keys are refused, a choice must be
+    one of the option's choices, a free-text choice must match its regex in
+    full, and options without a ``profile`` key are checked against the
+    default profile instead of slipping past validation.
+    """
+    if user_options is None:
+        user_options = {}
+    if not isinstance(user_options, dict):
+        raise InvalidOptions("server options must be a JSON object like {\"profile\": \"ds101\"}")
+    slugs = [p["slug"] for p in profiles]
+    requested = user_options.get("profile")
+    if requested in (None, ""):
+        profile = profiles[0]
+    elif not isinstance(requested, str) or requested not in slugs:
+        raise InvalidOptions(
+            f"profile {str(requested)!r} is not available to you; choose one of: {', '.join(slugs)}"
+        )
+    else:
+        profile = profiles[slugs.index(requested)]
+
+    options = _options_of(profile)
+    allowed_keys = {"profile"} | set(options) | {name + UNLISTED_SUFFIX for name in options}
+    unknown = sorted(str(k) for k in user_options if k not in allowed_keys)
+    if unknown:
+        offered = ", ".join(sorted(allowed_keys))
+        raise InvalidOptions(
+            f"unknown server option{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}"
+            f" for profile {profile['slug']!r}; accepted: {offered}"
+        )
+
+    resolved: dict[str, Any] = {"profile": profile["slug"]}
+    for name, option in options.items():
+        choice = user_options.get(name)
+        free_text = user_options.get(name + UNLISTED_SUFFIX)
+        unlisted = option.get("unlisted_choice") or {}
+        if free_text not in (None, "") and choice not in (None, "", UNLISTED):
+            raise InvalidOptions(
+                f"option {name!r}: give either a listed choice or a custom value, not both"
+            )
+        if free_text not in (None, "") or choice == UNLISTED:
+            if not unlisted.get("enabled"):
+                raise InvalidOptions(f"option {name!r} does not accept a custom value")
+            if not isinstance(free_text, str) or not free_text.strip():
+                raise InvalidOptions(f"option {name!r}: the custom value is empty")
+            regex = unlisted.get("validation_regex")
+            if regex and not re.fullmatch(regex, free_text):
+                hint = unlisted.get("validation_message") or f"it must match {regex}"
+                raise InvalidOptions(f"option {name!r}: {free_text!r} is not accepted ({hint})")
+            resolved[name + UNLISTED_SUFFIX] = free_text
+        elif choice not in (None, ""):
+            names = _choice_names(option)
+            if not isinstance(choice, str) or choice not in names:
+                raise InvalidOptions(
+                    f"option {name!r}: {str(choice)!r} is not one of the choices ({', '.join(names)})"
+                )
+            resolved[name] = choice
+    return resolved
+
+
+def options_from_form(formdata: Mapping[str, list]) -> dict[str, Any]:
+    """Turn the spawn form's fields into user_options (not yet checked).
+
+    Fields: ``profile``, and ``profile-option-<slug>--<option>`` (a select) and
+    ``profile-option-<slug>--<option>--unlisted-choice`` (its free-text box)
+    for the chosen profile only. The free text counts only when the select
+    says "Other...", so the form needs no JavaScript to be unambiguous.
+    """
+    first = lambda key: (formdata.get(key) or [None])[0]  # noqa: E731
+    slug = first("profile")
+    if not slug:
+        return {}
+    options: dict[str, Any] = {"profile": slug}
+    prefix = f"profile-option-{slug}--"
+    selects = {
+        key[len(prefix):]: values[0]
+        for key, values in formdata.items()
+        if key.startswith(prefix) and not key.endswith(UNLISTED_SUFFIX) and values
+    }
+    for name, value in selects.items():
+        if value == UNLISTED:
+            options[name + UNLISTED_SUFFIX] = first(prefix + name + UNLISTED_SUFFIX) or ""
+        else:
+            options[name] = value
+    return options
+
+
+def images_of(profile: Mapping[str, Any]) -> set[str]:
+    """Every image a profile can start: its own and each listed choice's."""
+    images = set()
+    image = (profile.get("kubespawner_override") or {}).get("image")
+    if isinstance(image, str) and image:
+        images.add(image)
+    for option in _options_of(profile).values():
+        for choice in (option.get("choices") or {}).values():
+            image = (choice.get("kubespawner_override") or {}).get("image")
+            if isinstance(image, str) and image:
+                images.add(image)
+    return images

@@ -1,0 +1,162 @@
+"""The manifests a user would get: built by the spawner's own code, valid for Kubernetes."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import kubernetes_validate
+import pytest
+from traitlets.config import Config
+
+from classroom_spawner.offline import render_manifests
+
+K8S_VERSION = kubernetes_validate.latest_version()
+
+USERS = [
+    "ada@uni.example.edu",
+    "Grace.Hopper@Uni.Example.edu",
+    "o'brien+lab@uni.example.edu",
+    "élodie.dupré",
+    "x",
+    "user_with.many--dashes--and-a-very-long-name-that-goes-on-and-on@sub.dept.uni.example.edu",
+]
+
+
+@pytest.fixture
+def classroom_config(write_file):
+    course_file = write_file(
+        "courses.yaml",
+        textwrap.dedent(
+            """\
+            courses:
+              - id: ds101
+                title: Data Science 101
+                image: quay.io/jupyter/scipy-notebook:2025-06-02
+                cpu_guarantee: 0.5
+                cpu_limit: 2
+                mem_guarantee: 1G
+                mem_limit: 2G
+                lessons:
+                  - url: https://github.com/example/ds101-lessons.git
+                    ref: main
+                  - url: git@github.com:example/ds101-private.git
+                    target: private/notes
+                    depth: 1
+                students: [{users}]
+              - id: phys210
+                title: Computational Physics
+                image: quay.io/jupyter/minimal-notebook:2025-06-02
+                mem_limit: 4G
+                kubespawner_override:
+                  node_selector: {{pool: physics}}
+                  extra_labels: {{course: phys210}}
+                students: [{users}]
+            """
+        ).format(users=", ".join(json.dumps(u) for u in USERS)),
+    )
+    c = Config()
+    c.ClassroomRoster.course_files = [course_file]
+    c.KubeSpawner.namespace = "classroom"
+    return c
+
+
+def validate(manifest):
+    # strict: unknown fields are errors too, as a real API server would reject them
+    kubernetes_validate.validate(manifest, K8S_VERSION, strict=True)
+
+
+@pytest.mark.parametrize("user", USERS)
+@pytest.mark.parametrize("profile", ["ds101", "phys210"])
+async def test_rendered_manifests_are_valid_kubernetes(classroom_config, user, profile):
+    manifests = await render_manifests(classroom_config, user, profile=profile)
+    assert manifests["profile"] == profile
+    validate(manifests["pvc"])
+    validate(manifests["pod"])
+
+
+async def test_pvc_is_10gi_and_mounted_as_home(classroom_config):
+    manifests = await render_manifests(classroom_config, "ada@uni.example.edu")
+    pvc, pod = manifests["pvc"], manifests["pod"]
+    assert pvc["spec"]["resources"]["requests"]["storage"] == "10Gi"
+    assert pvc["spec"]["accessModes"] == ["ReadWriteOnce"]
+    claim = pvc["metadata"]["name"]
+    (volume,) = [v for v in pod["spec"]["volumes"] if v.get("persistentVolumeClaim")]
+    assert volume["persistentVolumeClaim"]["claimName"] == claim
+    (mount,) = pod["spec"]["containers"][0]["volumeMounts"]
+    assert (mount["name"], mount["mountPath"]) == (volume["name"], "/home/jovyan")
+
+
+async def test_course_settings_reach_the_pod(classroom_config):
+    pod = (await render_manifests(classroom_config, "x", profile="phys210"))["pod"]
+    container = pod["spec"]["containers"][0]
+    assert container["image"] == "quay.io/jupyter/minimal-notebook:2025-06-02"
+    assert container["resources"]["limits"]["memory"] == 4 * 1024**3
+    assert pod["spec"]["nodeSelector"] == {"pool": "physics"}
+    assert pod["metadata"]["labels"]["course"] == "phys210"
+    pod = (await render_manifests(classroom_config, "x", profile="ds101"))["pod"]
+    container = pod["spec"]["containers"][0]
+    assert container["image"] == "quay.io/jupyter/scipy-notebook:2025-06-02"
+    assert container["resources"]["requests"]["cpu"] == 0.5
+
+
+async def test_storage_settings_are_configurable(classroom_config):
+    classroom_config.KubeSpawner.storage_capacity = "20Gi"
+    classroom_config.KubeSpawner.storage_class = "fast-ssd"
+    classroom_config.KubeSpawner.storage_access_modes = ["ReadWriteMany"]
+    pvc = (await render_manifests(classroom_config, "x"))["pvc"]
+    assert pvc["spec"]["resources"]["requests"]["storage"] == "20Gi"
+    assert pvc["spec"]["storageClassName"] == "fast-ssd"
+    assert pvc["spec"]["accessModes"] == ["ReadWriteMany"]
+    validate(pvc)
+
+
+async def test_volumes_are_not_deleted_with_users(classroom_config):
+    from classroom_spawner.offline import build_spawner
+
+    spawner = await build_spawner(classroom_config, "x")
+    assert spawner.delete_pvc is False
+
+
+def test_render_cli_prints_valid_json_and_yaml(classroom_config, tmp_path):
+    config_file = tmp_path / "jupyterhub_config.py"
+    config_file.write_text(
+        f"c.ClassroomRoster.course_files = {classroom_config.ClassroomRoster.course_files!r}\n"
+        "c.KubeSpawner.namespace = 'classroom'\n"
+    )
+    exe = os.path.join(os.path.dirname(sys.executable), "classroom-spawner")
+    env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
+    env["HOME"] = str(tmp_path)  # no ~/.kube/config: render must not need a cluster
+    result = subprocess.run(
+        [exe, "render", "élodie.dupré", "--profile", "phys210", "--json", "-f", str(config_file)],
+        capture_output=True, text=True, env=env, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    items = json.loads(result.stdout)["items"]
+    assert [i["kind"] for i in items] == ["PersistentVolumeClaim", "Pod"]
+    for item in items:
+        validate(item)
+    result = subprocess.run(
+        [exe, "render", "x", "-f", str(config_file)], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    import yaml
+
+    docs = list(yaml.safe_load_all(result.stdout))
+    assert [d["kind"] for d in docs] == ["PersistentVolumeClaim", "Pod"]
+
+
+def test_render_cli_refuses_another_courses_profile(classroom_config, tmp_path):
+    config_file = tmp_path / "jupyterhub_config.py"
+    other = tmp_path / "other.yaml"
+    other.write_text("courses:\n  - id: secret\n    students: [someone]\n")
+    files = classroom_config.ClassroomRoster.course_files + [str(other)]
+    config_file.write_text(f"c.ClassroomRoster.course_files = {files!r}\n")
+    exe = os.path.join(os.path.dirname(sys.executable), "classroom-spawner")
+    result = subprocess.run(
+        [exe, "render", "x", "--profile", "secret", "-f", str(config_file)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 1
+    assert "profile 'secret' is not available to you" in result.stderr
