@@ -9,16 +9,21 @@ small modules that do the work and can be tested without a hub or a cluster:
 
 from __future__ import annotations
 
+import asyncio
 import os
+import time
 from typing import Any
 
+from jupyterhub.utils import maybe_future
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup, escape
 from kubespawner import KubeSpawner
 from tornado import web
-from traitlets import Dict, List, Unicode, default
+from traitlets import Dict, Float, Integer, List, Unicode, default
 
 from . import profiles as profiles_mod
+from .metrics import SPAWN_QUEUE_WAIT_SECONDS, observe_queue
+from .spawnqueue import describe_wait, shared_queue
 from .roster import ClassroomRoster, Role
 
 try:  # JupyterHub >= 6: policy rejections that don't count as spawn failures
@@ -125,6 +130,51 @@ class ClassroomSpawner(KubeSpawner):
         """,
     )
 
+    first_spawn_limit = Integer(
+        20,
+        config=True,
+        help="""
+        How many first spawns may run at once; the rest wait in line (first
+        come, first served) and see their place and an estimated wait on the
+        spawn page. 0 turns the queue off.
+
+        A first spawn is one whose user has no home volume yet: it provisions
+        a disk, may pull the image onto a fresh node and clones the lessons in
+        full, so a lecture hall of them at once is what overwhelms a cluster.
+        Returning users (their volume exists) are not queued.
+
+        Choose N from what your storage can provision in parallel: start at
+        about twice the number of volumes your provisioner creates at once
+        (often 10-40), and raise it while spawns stay fast. Waiting in line does
+        not count against ``start_timeout``.
+
+        JupyterHub's own ``c.JupyterHub.concurrent_spawn_limit`` counts waiting
+        spawns too and answers "429 Too many users" beyond it; set it to 0 (or
+        well above the number of students who may start at once) so the queue,
+        not a 429, absorbs a burst.
+        """,
+    )
+
+    spawn_limit = Integer(
+        0,
+        config=True,
+        help="""
+        An optional second limit, on all spawns at once (first and returning).
+        Spawns over it wait in their own line, like first spawns. 0 means no
+        limit. First spawns take a place in both lines.
+        """,
+    )
+
+    spawn_queue_max_wait = Float(
+        1800,
+        config=True,
+        help="""
+        Longest time, in seconds, a spawn may wait in line. Beyond it the spawn
+        ends with a message asking the user to try again later (the cluster is
+        far slower than expected), instead of waiting on without end.
+        """,
+    )
+
     # -- storage defaults: a persistent home for everyone, never lost by surprise ------
 
     @default("storage_pvc_ensure")
@@ -166,6 +216,13 @@ class ClassroomSpawner(KubeSpawner):
         self.classroom_course = None
         self._fallback_notice = None
         self._auth_state = None
+        self._options_checked = False
+        self._tickets: list = []
+        # _queue_decided: this spawn has its place in line, or needs none.
+        # _queueing_done: it got every slot it needs (or gave up).
+        # Both are cleared when the spawn ends, for the next one.
+        self._queue_decided = asyncio.Event()
+        self._queueing_done = asyncio.Event()
 
     async def run_auth_state_hook(self, auth_state):
         # keep what the authenticator learned (courses the identity provider asserts)
@@ -254,9 +311,14 @@ class ClassroomSpawner(KubeSpawner):
             return bool((request.body or b"").strip())
         return any(key not in _RESERVED_QUERY_ARGS for key in request.query_arguments)
 
-    async def load_user_options(self):
-        """Check the requested profile and options against the user's own, then
-        let KubeSpawner apply them."""
+    async def check_user_options(self):
+        """Check the requested profile and options against the user's own.
+
+        Submitted options that are not the user's to choose are refused with a
+        400-class error naming what was wrong. Options JupyterHub saved from an
+        earlier start that are no longer valid (the user left that course) fall
+        back to the user's first profile, with a note on the spawn page.
+        """
         profiles = await self.classroom_profiles()
         try:
             resolved = profiles_mod.resolve_user_options(self.user_options, profiles)
@@ -283,13 +345,143 @@ class ClassroomSpawner(KubeSpawner):
         course_id = (profile.get("classroom") or {}).get("course")
         roster = await self.roster.current()
         self.classroom_course = roster.courses.get(course_id) if course_id else None
+        self._options_checked = True
+
+    async def load_user_options(self):
+        """Check the options (unless done before queueing), then let KubeSpawner apply them."""
+        if not self._options_checked:
+            await self.check_user_options()
+        self._options_checked = False
         await super().load_user_options()
 
+    # -- the spawn queues ---------------------------------------------------------------
+
+    async def run_pre_spawn_hook(self):
+        # refuse bad options before anyone waits in line for nothing
+        self._fallback_notice = None
+        await self.check_user_options()
+        await self._take_spawn_slots()
+        return await maybe_future(super().run_pre_spawn_hook())
+
+    async def is_first_spawn(self) -> bool:
+        """Does this user have no home volume yet?
+
+        Cheap: if the spawner's saved state says the volume exists (KubeSpawner
+        records the PVC name once it has created or found it), it is a
+        returning user, with no API call. Otherwise one GET of the PVC: missing,
+        or not yet bound, means a first spawn.
+        """
+        if not self.storage_pvc_ensure:
+            return False
+        if "pvc_name" in self.get_state():
+            return False
+        try:
+            pvc = await asyncio.wait_for(
+                self.api.read_namespaced_persistent_volume_claim(self.pvc_name, self.namespace),
+                self.k8s_api_request_timeout,
+            )
+        except Exception as e:
+            if getattr(e, "status", None) == 404:
+                return True
+            self.log.warning(
+                "Could not check for %s's volume (%s); treating the spawn as a first spawn",
+                self._log_name,
+                e,
+            )
+            return True
+        return getattr(pvc.status, "phase", None) != "Bound"
+
+    async def _take_spawn_slots(self):
+        """Wait for a slot in each queue this spawn needs (first spawns, all spawns)."""
+        self._release_spawn_slots()
+        needed = []
+        try:
+            if self.first_spawn_limit > 0 and await self.is_first_spawn():
+                needed.append(("first-spawn", self.first_spawn_limit, "a new server"))
+            if self.spawn_limit > 0:
+                needed.append(("spawn", self.spawn_limit, "a server"))
+            deadline = time.monotonic() + self.spawn_queue_max_wait
+            for name, limit, what in needed:
+                queue = shared_queue(name, limit, on_change=observe_queue(name))
+                ticket = queue.enter(self.user.name)
+                self._tickets.append((name, queue, ticket, what))
+                self._queue_decided.set()
+                if ticket.waiting:
+                    self.log.info(
+                        "%s waits for a %s slot: number %d in line", self._log_name, name, ticket.position
+                    )
+                try:
+                    await ticket.wait(timeout=max(0.0, deadline - time.monotonic()))
+                except asyncio.TimeoutError:
+                    minutes = round(self.spawn_queue_max_wait / 60)
+                    raise user_error(
+                        f"The hub is very busy: you waited {minutes} minutes in line without getting"
+                        " a server. Please try again in a few minutes.",
+                        status=503,
+                        reason="queue-timeout",
+                    ) from None
+                SPAWN_QUEUE_WAIT_SECONDS.labels(queue=name).observe(ticket.waited)
+                # a slot is never held longer than a start may take, whatever happens
+                asyncio.get_running_loop().call_later(
+                    self.start_timeout + self.http_timeout + 60, ticket.release
+                )
+        except BaseException:
+            self._release_spawn_slots()
+            raise
+        finally:
+            self._queue_decided.set()
+            self._queueing_done.set()
+
+    def _release_spawn_slots(self):
+        tickets, self._tickets = self._tickets, []
+        for _name, _queue, ticket, _what in tickets:
+            ticket.release()
+
+    def _spawn_ended(self, _future=None):
+        self._release_spawn_slots()
+        self._queue_decided.clear()
+        self._queueing_done.clear()
+
+    def start(self):
+        future = super().start()
+        # the slots cover the expensive part: free them when start() ends, however it ends
+        future.add_done_callback(self._spawn_ended)
+        return future
+
+    async def stop(self, now=False):
+        self._spawn_ended()
+        return await super().stop(now=now)
+
     async def progress(self):
+        """Queue position while waiting, then KubeSpawner's own events."""
+        await self._queue_decided.wait()
         if self._fallback_notice:
             yield {"progress": 1, "message": self._fallback_notice}
+        async for event in self._queue_progress():
+            yield event
         async for event in super().progress():
             yield event
+
+    async def _queue_progress(self):
+        """The place in line, each time it changes, until every slot is granted."""
+        last = None
+        waited = False
+        while True:
+            waiting = [(q, t, what) for _n, q, t, what in self._tickets if t.waiting]
+            if waiting:
+                queue, ticket, what = waiting[0]
+                position = ticket.position
+                message = describe_wait(position, queue.limit, queue.estimate_wait(position), what=what)
+                if message != last:
+                    yield {"progress": 2, "message": message}
+                    last, waited = message, True
+                await queue.changed(timeout=10)
+            elif self._queueing_done.is_set():
+                break
+            else:  # between two queues
+                await asyncio.sleep(0.1)
+        if waited and self._tickets:
+            yield {"progress": 3, "message": describe_wait(0, 1, 0)}
 
 
 def _claimed_courses(auth_state) -> dict[str, Role]:

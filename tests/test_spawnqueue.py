@@ -1,0 +1,216 @@
+"""The first-spawn queue on its own: limits, order, cancellation, no leaks."""
+
+import asyncio
+import random
+
+import pytest
+
+from classroom_spawner.spawnqueue import QueueFull, SpawnQueue
+
+
+class Tracker:
+    """Counts holders at every moment, and the order they got in."""
+
+    def __init__(self):
+        self.now = 0
+        self.peak = 0
+        self.order = []
+
+    def enter(self, key):
+        self.now += 1
+        self.peak = max(self.peak, self.now)
+        self.order.append(key)
+
+    def leave(self):
+        self.now -= 1
+
+
+async def test_hundreds_of_spawns_never_exceed_the_limit_and_go_in_order():
+    queue = SpawnQueue(limit=7)
+    tracker = Tracker()
+    rng = random.Random(4)
+
+    async def spawn(i):
+        async with queue.enter(f"user{i}"):
+            tracker.enter(i)
+            await asyncio.sleep(rng.random() * 0.01)
+            tracker.leave()
+
+    tasks = [asyncio.create_task(spawn(i)) for i in range(500)]
+    await asyncio.gather(*tasks)
+    assert tracker.peak == 7
+    assert tracker.order == list(range(500))  # FIFO
+    assert queue.in_flight == 0 and queue.waiting == 0
+    assert queue.granted_total == 500
+
+
+async def test_positions_count_down_to_zero():
+    queue = SpawnQueue(limit=1)
+    holder = queue.enter("first")
+    assert holder.granted and holder.position == 0
+    tickets = [queue.enter(f"u{i}") for i in range(5)]
+    assert [t.position for t in tickets] == [1, 2, 3, 4, 5]
+    seen = []
+    last = tickets[-1]
+    waiter = asyncio.create_task(last.wait())
+    holder.release()
+    for t in tickets[:-1]:
+        seen.append(last.position)
+        await t.wait()
+        t.release()
+    await waiter
+    assert seen == [4, 3, 2, 1]
+    assert last.granted and last.position == 0
+    last.release()
+    assert queue.in_flight == 0
+
+
+async def test_cancelled_waiters_leave_the_line_and_others_move_up():
+    queue = SpawnQueue(limit=1)
+    holder = queue.enter("holder")
+    tickets = [queue.enter(f"u{i}") for i in range(6)]
+    waits = [asyncio.create_task(t.wait()) for t in tickets]
+    await asyncio.sleep(0)
+    waits[1].cancel()
+    waits[3].cancel()
+    await asyncio.sleep(0)
+    assert [t.position for t in tickets] == [1, 0, 2, 0, 3, 4]
+    assert queue.waiting == 4
+    holder.release()
+    await waits[0]
+    assert tickets[0].granted
+    assert [t.position for t in tickets[2:]] == [1, 0, 2, 3]
+    for i in (0, 2, 4, 5):
+        tickets[i].release()
+        if i != 5:
+            nxt = {0: 2, 2: 4, 4: 5}[i]
+            await waits[nxt]
+    assert queue.in_flight == 0 and queue.waiting == 0
+    assert queue.abandoned_total == 2
+
+
+async def test_a_cancelled_spawn_never_holds_a_slot_even_if_granted_at_that_moment():
+    queue = SpawnQueue(limit=1)
+    holder = queue.enter("holder")
+    ticket = queue.enter("late")
+    waiter = asyncio.create_task(ticket.wait())
+    await asyncio.sleep(0)
+    holder.release()  # grants `ticket`, but its waiter has not run yet...
+    waiter.cancel()  # ...and is cancelled before it does
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    assert queue.in_flight == 0
+    assert queue.enter("next").granted
+
+
+async def test_a_wait_that_times_out_leaves_the_line():
+    queue = SpawnQueue(limit=1)
+    holder = queue.enter("holder")
+    ticket = queue.enter("impatient")
+    with pytest.raises(asyncio.TimeoutError):
+        await ticket.wait(timeout=0.01)
+    assert queue.waiting == 0 and ticket.position == 0
+    holder.release()
+    assert queue.in_flight == 0
+
+
+@pytest.mark.parametrize("stage", ["waiting", "holding"])
+async def test_exceptions_release_the_slot_at_every_stage(stage):
+    queue = SpawnQueue(limit=2)
+    blockers = [queue.enter("a"), queue.enter("b")] if stage == "waiting" else []
+
+    async def spawn():
+        async with queue.enter("c"):
+            raise RuntimeError("provisioning failed")
+
+    task = asyncio.create_task(spawn())
+    await asyncio.sleep(0)
+    if stage == "waiting":
+        task.cancel()  # e.g. the hub shuts down while the spawn waits
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    else:
+        with pytest.raises(RuntimeError):
+            await task
+    for b in blockers:
+        b.release()
+    assert queue.in_flight == 0 and queue.waiting == 0
+
+
+async def test_release_twice_is_harmless():
+    queue = SpawnQueue(limit=1)
+    t = queue.enter("x")
+    t.release()
+    t.release()
+    other = queue.enter("y")
+    third = queue.enter("z")
+    t.release()
+    assert other.granted and not third.granted and queue.in_flight == 1
+
+
+async def test_no_leak_after_thousands_of_spawns_with_every_ending():
+    queue = SpawnQueue(limit=5)
+    rng = random.Random(11)
+
+    entered = []
+
+    async def spawn(i):
+        ticket = queue.enter(f"u{i}")
+        entered.append(ticket)
+        try:
+            await ticket.wait(timeout=rng.choice([None, None, 0.001]))
+            await asyncio.sleep(0)
+            if i % 7 == 0:
+                raise ValueError("spawn failed")
+        finally:
+            ticket.release()
+
+    tasks = [asyncio.create_task(spawn(i)) for i in range(3000)]
+    for i in range(0, 3000, 11):
+        tasks[i].cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    assert queue.in_flight == 0 and queue.waiting == 0
+    assert queue._left_early == []
+    # every ticket either got its slot or left the line; none is still counted
+    assert queue.granted_total + queue.abandoned_total == len(entered)
+    assert all(t.released for t in entered)
+
+
+async def test_max_waiting():
+    queue = SpawnQueue(limit=1, max_waiting=2)
+    queue.enter("a")
+    queue.enter("b")
+    queue.enter("c")
+    with pytest.raises(QueueFull):
+        queue.enter("d")
+
+
+async def test_estimate_comes_from_measured_releases():
+    now = [0.0]
+    queue = SpawnQueue(limit=1, clock=lambda: now[0])
+    first = queue.enter("a")
+    waiting = [queue.enter(f"w{i}") for i in range(4)]
+    assert queue.estimate_wait(1) is None  # nothing measured yet: no made-up number
+    for ticket in [first] + waiting[:2]:
+        now[0] += 10
+        ticket.release()
+    # released every 10 s: 0.1 per second; w2 holds the slot, w3 is next
+    assert queue.release_rate() == pytest.approx(0.1)
+    assert waiting[3].position == 1
+    assert queue.estimate_wait(waiting[3].position) == pytest.approx(10)
+    assert queue.estimate_wait(3) == pytest.approx(30)
+
+
+async def test_changed_wakes_on_movement():
+    queue = SpawnQueue(limit=1)
+    holder = queue.enter("a")
+    queue.enter("b")
+    waiter = asyncio.create_task(queue.changed(timeout=5))
+    await asyncio.sleep(0)
+    holder.release()
+    await asyncio.wait_for(waiter, 1)
+
+
+def test_limit_must_be_positive():
+    with pytest.raises(ValueError, match="at least one slot"):
+        SpawnQueue(limit=0)
