@@ -157,6 +157,16 @@ class HubUser:
     def groups(self):
         return [SimpleNamespace(name=n) for n in sorted(self.group_names)]
 
+    @property
+    def roles(self):
+        return [SimpleNamespace(name=n) for n in sorted(self.role_names)]
+
+    def sync_groups(self, names):
+        self.group_names = set(names)
+
+    def sync_roles(self, roles):
+        self.role_names = {r["name"] for r in roles}
+
     async def get_auth_state(self):
         return json.loads(json.dumps(self.auth_state)) if self.auth_state is not None else None
 
@@ -589,6 +599,18 @@ async def test_a_dropped_course_loses_its_groups_and_roles_at_refresh(make_auth,
     assert user.group_names == {"ds101"}
     assert user.role_names == {"user"}
     assert "phys210" not in [r["name"] for r in await auth.load_managed_roles()]
+
+
+async def test_refused_staff_lose_their_groups_and_roles(make_auth, provider, course_file):
+    """A refused refresh ends the session; API tokens survive that, so the
+    course groups and roles must go too."""
+    auth = make_auth({"enable_auth_state": True, "manage_groups": True, "manage_roles": True})
+    user = HubUser(await login(auth, provider, {"email": "alan@uni.edu"}, key="alan"), True)
+    assert user.role_names == {"user", "ds101-ta"}
+    rewrite(course_file, COURSES.replace("alan@uni.edu", "ada@uni.edu"))
+    assert await auth.refresh_user(user) is False
+    assert user.group_names == set()
+    assert user.role_names == {"user"}
 
 
 async def test_refresh_without_auth_state_keeps_groups_that_are_no_courses(make_auth, provider, course_file):

@@ -697,8 +697,33 @@ class RosterAuthenticatorMixin(HasTraits):
                 await self._apply_roster(auth_model)
         if not await self._still_allowed(user.name, auth_model):
             self.log.warning("Ending the session of %s: no longer allowed (refresh)", user.name)
+            self._withdraw(user, auth_model)
+            _mark_not_token_authenticated(handler)
             return False
         return auth_model
+
+    def _withdraw(self, user, auth_model: dict) -> None:
+        """Take away the course groups and roles a refused user no longer has.
+
+        Returning False from a refresh ends a browser session, but JupyterHub
+        keeps the user's groups and roles as they were, and API tokens (which
+        cannot be sent to a login page) keep working with them. So a TA dropped
+        from every roster would keep reaching the students' servers through a
+        token. Only removes: never adds a group or role to a refused user.
+        """
+        try:
+            if self.manage_groups and "groups" in auth_model and hasattr(user, "sync_groups"):
+                current = {g.name for g in user.groups}
+                keep = current & set(auth_model["groups"])
+                if keep != current:
+                    user.sync_groups(sorted(keep))
+            if self.manage_roles and "roles" in auth_model and hasattr(user, "sync_roles"):
+                current = {r.name for r in user.roles}
+                keep = [r for r in auth_model["roles"] if r["name"] in current]
+                if {r["name"] for r in keep} != current:
+                    user.sync_roles(keep)
+        except Exception:
+            self.log.exception("Could not remove the course groups and roles of %s", user.name)
 
     async def _still_allowed(self, username: str, auth_model: dict) -> bool:
         not_blocked = self.check_blocked_users(username, auth_model)
@@ -730,6 +755,22 @@ class RosterAuthenticatorMixin(HasTraits):
             staff_scopes=policy.staff_scopes,
             role_template=policy.role_template,
         )
+
+
+def _mark_not_token_authenticated(handler) -> None:
+    """Work around JupyterHub 6.1's ``BaseHandler.refresh_auth``, which reads
+    ``handler._token_authenticated`` when a refresh returns False, but only
+    token-authenticated requests set it: a cookie-authenticated request (a
+    refused student pressing "Start") then fails with a 500 and a traceback
+    instead of the 403 / login redirect JupyterHub means to give. Unset means
+    "not token-authenticated" everywhere else in JupyterHub, so setting the
+    missing attribute to False changes nothing but that crash.
+    """
+    if handler is not None and not hasattr(handler, "_token_authenticated"):
+        try:
+            handler._token_authenticated = False
+        except AttributeError:
+            pass
 
 
 _NAMING_FIELD = {
