@@ -716,7 +716,7 @@ def test_shallow_clone_whose_branch_changes(home, upstream):
     upstream.commit({"week2.txt": "week 2\n"}, branch="week2")
     result = run_sync(home, [lesson(upstream, ref="week2", depth=1)])
     # a different branch that does not contain the old one: set aside, fresh clone
-    assert result.level("lessons/week1") == "warning"
+    assert result.level("lessons/week1") == "warning", result.termination
     assert (home / "lessons/week1/week2.txt").exists()
     assert len(backups(home, "lessons/week1")) == 1
 
@@ -1062,6 +1062,39 @@ def test_private_repo_token_is_used_but_never_written_down(
             assert needle.decode() not in run.stdout + run.stderr + run.termination
     assert git("config", "--list", "--local", cwd=home / "private").count("extraheader") == 0
     assert git("config", "remote.origin.url", cwd=home / "private") == url
+
+
+def test_student_repo_config_never_sees_the_token(home, upstream, https_repo, tls_cert, tmp_path):
+    """The student owns .git/config: a proxy, disabled TLS checks or a filter
+    driver there must not get hold of the token."""
+    _, url = https_repo
+    env = {"GIT_SSL_CAINFO": str(tls_cert[0]), "CLASSROOM_GIT_TOKEN": TOKEN}
+    run_sync(home, [{"url": url, "target": "private"}], env=env)
+    repo = home / "private"
+    trap = HangingServer()  # a "proxy" that would see the CONNECT and maybe more
+    stolen = tmp_path / "stolen-env"
+    try:
+        for key, value in [
+            ("http.proxy", f"http://127.0.0.1:{trap.port}"),
+            ("http.sslVerify", "false"),
+            ("filter.steal.clean", f"sh -c 'env >> {stolen}; cat'"),
+            ("filter.steal.smudge", f"sh -c 'env >> {stolen}; cat'"),
+        ]:
+            git("config", key, value, cwd=repo)
+        (repo / ".git/info/attributes").write_text("* filter=steal\n")
+        (repo / "notes.txt").write_text("mine\n")
+        upstream.commit({"notes.txt": "theirs\n", "new.txt": "new\n"})
+
+        result = run_sync(home, [{"url": url, "target": "private"}], env=env)
+
+        assert result.level("private") == "warning", result.termination
+        assert (repo / "new.txt").read_text() == "new\n"
+        assert trap.connections == []
+        assert stolen.exists()  # the student's filter did run...
+        assert TOKEN not in stolen.read_text()  # ...but never with the token around
+        assert base64.b64encode(f"x-access-token:{TOKEN}".encode()).decode() not in stolen.read_text()
+    finally:
+        trap.close()
 
 
 def test_token_only_goes_to_listed_hosts(home, upstream, https_repo, tls_cert):

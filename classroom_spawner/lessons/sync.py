@@ -123,6 +123,9 @@ GIT_SAFE_CONFIG = (
     "commit.gpgSign=false",
     "advice.detachedHead=false",
     "init.defaultBranch=main",
+    # a staging repo borrows the student's objects; it must not run git in
+    # the student's repo to list refs (it negotiates from its own ref)
+    "core.alternateRefsPrefixes=refs/classroom/none/",
 )
 
 # Inherited GIT_* variables that only tune transport (certificates, ssh);
@@ -782,12 +785,10 @@ def resolve_upstream(git, repo, url, ref):
     raise SyncError("there is no branch or tag %s in the repository" % _show(ref))
 
 
-def _fetch(git, repo, url, refspecs, depth=None, unshallow=False):
+def _fetch(git, repo, url, refspecs, depth=None):
     args = ["fetch", "--quiet", "--no-tags", "--no-recurse-submodules"]
     if depth:
         args += ["--depth", str(depth)]
-    if unshallow:
-        args.append("--unshallow")
     git.run(args + ["--", url] + list(refspecs), repo)
 
 
@@ -961,23 +962,28 @@ def verify_repo(git, repo, url):
 # ---------------------------------------------------------------------------
 
 
-def clone_into_temp(git, home, lesson):
-    """Clone the lesson into a temporary folder; return (tmp, repo, upstream, sha)."""
+def clone_into_temp(gits, home, lesson):
+    """Clone the lesson into a temporary folder; return (tmp, repo, upstream, sha).
+
+    The new repository's configuration is ours alone, so the network steps
+    (with the token) can run in it directly; the checkout runs without it.
+    """
+    local, net = gits
     url = lesson["url"]
     tmp = make_temp_dir(home)
     try:
         repo = os.path.join(tmp, "repo")
-        git.run(["init", "--quiet", "--", repo], tmp)
-        git.run(["config", "--", "remote.origin.url", url], repo)
-        git.run(["config", "--", "remote.origin.fetch", "+refs/heads/*:refs/remotes/origin/*"], repo)
-        upstream = resolve_upstream(git, repo, url, lesson["ref"])
-        sha = fetch_upstream(git, repo, url, upstream, lesson["depth"])
+        local.run(["init", "--quiet", "--", repo], tmp)
+        local.run(["config", "--", "remote.origin.url", url], repo)
+        local.run(["config", "--", "remote.origin.fetch", "+refs/heads/*:refs/remotes/origin/*"], repo)
+        upstream = resolve_upstream(net, repo, url, lesson["ref"])
+        sha = fetch_upstream(net, repo, url, upstream, lesson["depth"])
         branch = upstream.branch or DETACHED_BRANCH
-        git.run(["checkout", "--quiet", "-B", branch, sha, "--"], repo)
+        local.run(["checkout", "--quiet", "-B", branch, sha, "--"], repo)
         if upstream.kind == "branch":
-            git.run(["config", "--", "branch.%s.remote" % branch, "origin"], repo)
-            git.run(["config", "--", "branch.%s.merge" % branch, upstream.src], repo)
-        record_synced(git, repo, upstream, sha)
+            local.run(["config", "--", "branch.%s.remote" % branch, "origin"], repo)
+            local.run(["config", "--", "branch.%s.merge" % branch, upstream.src], repo)
+        record_synced(local, repo, upstream, sha)
         return tmp, repo, upstream, sha
     except BaseException:
         remove_temp_dir(tmp)
@@ -988,9 +994,9 @@ def _describe(lesson, sha):
     return "%s at %s" % (lesson["ref"] or "default branch", sha[:7])
 
 
-def clone_fresh(git, home, lesson, path):
+def clone_fresh(gits, home, lesson, path):
     """First start: clone, then rename into place (parents made only now)."""
-    tmp, repo, upstream, sha = clone_into_temp(git, home, lesson)
+    tmp, repo, upstream, sha = clone_into_temp(gits, home, lesson)
     try:
         parent = os.path.dirname(path)
         if not os.path.isdir(parent):
@@ -1001,9 +1007,9 @@ def clone_fresh(git, home, lesson, path):
     return Outcome("info", lesson["target"], "cloned %s" % _describe(lesson, sha))
 
 
-def replace_with_fresh_clone(git, home, lesson, path, reason):
+def replace_with_fresh_clone(gits, home, lesson, path, reason):
     """Clone first; only then move the old folder aside and put the clone in."""
-    tmp, repo, upstream, sha = clone_into_temp(git, home, lesson)
+    tmp, repo, upstream, sha = clone_into_temp(gits, home, lesson)
     try:
         backup = set_aside(path)
         try:
@@ -1042,10 +1048,62 @@ def _merge_base(git, repo, left, right):
     return out.decode("ascii").strip() if code == 0 else None
 
 
-def _unshallow(git, repo, url, upstream, sha):
-    """A shallow clone may lack the commit both sides share: fetch the rest."""
-    src = sha if upstream.kind == "commit" else upstream.src
-    _fetch(git, repo, url, ["+%s:%s" % (src, FETCHED_REF)], unshallow=True)
+def fetch_via_staging(gits, home, repo, url, ref, upstream=None, full=False):
+    """Fetch upstream into the student's repo without letting the student's
+    repo configuration near the token; return (upstream, sha).
+
+    The student owns ``.git/config``: settings such as ``http.sslVerify``,
+    ``http.proxy`` or filter drivers there could hand the token to someone
+    else.  So the network part runs in a fresh bare "staging" repository of
+    ours that borrows the student's objects (alternates, so only new objects
+    travel), and the result is then fetched locally, without the token, into
+    the student's repo.  ``full`` fetches the complete history, to deepen a
+    shallow clone.
+    """
+    local, net = gits
+    tmp = make_temp_dir(home)
+    try:
+        staging = os.path.join(tmp, "staging.git")
+        local.run(["init", "--quiet", "--bare", "--", staging], tmp)
+        at_staging = {"GIT_DIR": staging}
+        if not full:
+            _borrow_objects(local.with_env(at_staging), staging, local, repo)
+        net_staging = net.with_env(at_staging)
+        if upstream is None:
+            upstream = resolve_upstream(net_staging, staging, url, ref)
+        sha = fetch_upstream(net_staging, staging, url, upstream, None)
+        args = ["fetch", "--quiet", "--no-tags", "--no-recurse-submodules"]
+        if full and _is_shallow(repo):
+            # the shallow boundary may lie on the branch cloned back then
+            _fetch(net_staging, staging, url, ["+refs/heads/*:%sheads/*" % ALL_REFS])
+            args.append("--unshallow")
+        try:
+            local.run(args + ["--", staging, "+%s:%s" % (FETCHED_REF, FETCHED_REF)], repo)
+        except GitFailed as exc:
+            if full:  # e.g. the old commits are gone upstream
+                raise SetAside("its shallow history cannot be completed (%s)" % exc.reason)
+            raise
+        return upstream, sha
+    finally:
+        remove_temp_dir(tmp)
+
+
+def _borrow_objects(staging_git, staging, local, repo):
+    """Let staging see the student's objects and start negotiating from the
+    last commit we synced, so a fetch only downloads what is new."""
+    gitdir = os.path.join(os.path.realpath(repo), ".git")
+    with open(os.path.join(staging, "objects", "info", "alternates"), "w") as handle:
+        handle.write(os.path.join(gitdir, "objects") + "\n")
+    if _is_shallow(repo):  # tell the server which parents we do not have
+        shutil.copyfile(os.path.join(gitdir, "shallow"), os.path.join(staging, "shallow"))
+    last = _rev_parse_optional(local, repo, UPSTREAM_REF + "^{commit}")
+    if last:
+        staging_git.run(["update-ref", "refs/have/upstream", last], staging)
+
+
+def _rev_parse_optional(git, repo, name):
+    code, out, _ = git.run(["rev-parse", "--verify", "--quiet", name], repo, check=False)
+    return out.decode("ascii").strip() if code == 0 else ""
 
 
 def _lstat_mode(path):
@@ -1264,13 +1322,13 @@ def write_tree(git, repo, entries):
             os.remove(index_file)
 
 
-def update_in_place(git, lesson, path):
+def update_in_place(gits, home, lesson, path):
     """Fetch and merge upstream into an existing clone (see module doc)."""
+    git = gits[0]
     url = lesson["url"]
     verify_repo(git, path, url)
-    upstream = resolve_upstream(git, path, url, lesson["ref"])
-    sha = fetch_upstream(git, path, url, upstream, None)
-    _check_history_not_rewritten(git, path, url, upstream, sha)
+    upstream, sha = fetch_via_staging(gits, home, path, url, lesson["ref"])
+    _check_history_not_rewritten(gits, home, path, url, upstream, sha)
     restored = restore_deleted(git, path)
     head = git.out(["rev-parse", "HEAD"], path)
     if _is_ancestor(git, path, sha, head):
@@ -1278,7 +1336,7 @@ def update_in_place(git, lesson, path):
         return _restored_outcome(lesson, sha, restored)
     base = _merge_base(git, path, head, sha)
     if base is None and _is_shallow(path):
-        _unshallow(git, path, url, upstream, sha)
+        fetch_via_staging(gits, home, path, url, lesson["ref"], upstream, full=True)
         base = _merge_base(git, path, head, sha)
     if base is None:
         raise SetAside("its history has nothing in common with the lesson's")
@@ -1297,19 +1355,18 @@ def update_in_place(git, lesson, path):
     return _merged_outcome(lesson, sha, merge, restored, ours_commit != head)
 
 
-def _check_history_not_rewritten(git, repo, url, upstream, sha):
-    code, out, _ = git.run(
-        ["rev-parse", "--verify", "--quiet", UPSTREAM_REF + "^{commit}"], repo, check=False)
-    last = out.decode("ascii").strip() if code == 0 else ""
+def _check_history_not_rewritten(gits, home, repo, url, upstream, sha):
+    git = gits[0]
+    last = _rev_parse_optional(git, repo, UPSTREAM_REF + "^{commit}")
     if not last or _is_ancestor(git, repo, last, sha):
         return
     if _is_shallow(repo):
-        _unshallow(git, repo, url, upstream, sha)
+        fetch_via_staging(gits, home, repo, url, None, upstream, full=True)
         if _is_ancestor(git, repo, last, sha):
             return
     raise SetAside(
-        "the lesson's history was rewritten upstream (a force-push, or the course now "
-        "uses a different branch)"
+        "the lesson's history was rewritten upstream, by a force-push or a change "
+        "of branch"
     )
 
 
@@ -1385,8 +1442,13 @@ def _merged_outcome(lesson, sha, merge, restored, saved):
 # ---------------------------------------------------------------------------
 
 
-def sync_lesson(git, home, lesson):
-    """Sync one validated lesson; never raises."""
+def sync_lesson(gits, home, lesson):
+    """Sync one validated lesson; never raises.
+
+    ``gits`` is (local, net): the same git, without and with the token in
+    its environment; only ls-remote and fetch in repositories of ours get
+    the second one.
+    """
     target = lesson["target"]
     path = os.path.join(home, target)
     try:
@@ -1394,10 +1456,10 @@ def sync_lesson(git, home, lesson):
         try:
             state = inspect_target(path)
             if state == "repo":
-                return update_in_place(git, lesson, path)
-            return clone_fresh(git, home, lesson, path)
+                return update_in_place(gits, home, lesson, path)
+            return clone_fresh(gits, home, lesson, path)
         except SetAside as aside:
-            return replace_with_fresh_clone(git, home, lesson, path, str(aside))
+            return replace_with_fresh_clone(gits, home, lesson, path, str(aside))
     except OutOfTime as exc:
         return Outcome("error", target, "not synced: %s; will try again at the next start" % exc,
                        ["`%s` was not updated: %s. It will be tried again at your next start."
@@ -1612,8 +1674,11 @@ def run_job(environ):
                            for l in lessons]
     token = _read_token(environ)
     if token is None:
-        return outcomes + [Outcome("error", l["target"], "not synced: the git token contains "
-                                   "whitespace or control characters") for l in lessons]
+        token = ""
+        outcomes.append(Outcome(
+            "warning", "*", "the git token from the Secret contains whitespace or control "
+            "characters and was not used; private lessons will fail",
+            ["The course's git token is malformed, so private lessons could not be fetched."]))
     if token:
         _SECRETS.append(token)
     deadline = Deadline(_read_timeout(environ))
@@ -1623,13 +1688,15 @@ def run_job(environ):
     hosts = set(h.strip().lower() for h in environ.get("CLASSROOM_GIT_TOKEN_HOSTS", "").split(",") if h.strip())
     clean_stale_temp_dirs(home)
 
-    def git_for(lesson):
-        extra = auth_env(lesson["url"], token, username, hosts, version)
-        if extra.get("GIT_CONFIG_VALUE_0"):
-            _SECRETS.append(extra["GIT_CONFIG_VALUE_0"].split(" ")[-1])
-        return Git(executable, dict(env, **extra), deadline)
+    local = Git(executable, env, deadline)
 
-    return outcomes + _run_parallel(lessons, lambda l: sync_lesson(git_for(l), home, l), deadline)
+    def gits_for(lesson):
+        extra = auth_env(lesson["url"], token, username, hosts, version)
+        if extra:
+            _SECRETS.append(base64.b64encode((username + ":" + token).encode("utf-8")).decode("ascii"))
+        return local, local.with_env(extra)
+
+    return outcomes + _run_parallel(lessons, lambda l: sync_lesson(gits_for(l), home, l), deadline)
 
 
 def _run_parallel(lessons, work, deadline):
