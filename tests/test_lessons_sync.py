@@ -1108,6 +1108,14 @@ def test_token_only_goes_to_listed_hosts(home, upstream, https_repo, tls_cert):
     assert result.level("private") == "error"
 
 
+def test_malformed_token_is_reported_and_public_lessons_still_sync(home, upstream):
+    result = run_sync(home, [lesson(upstream)], env={"CLASSROOM_GIT_TOKEN": "abc\ndef"})
+    assert result.level("lessons/week1") == "info"
+    assert result.level("*") == "warning"
+    assert "abc" not in result.termination + result.stdout
+    assert "malformed" in (home / sync.NOTE_FILENAME).read_text()
+
+
 def test_auth_env_scopes_the_header_to_the_repo_host():
     env = sync.auth_env("https://git.example.org:8443/a/b.git", "tok", "u", set(), (2, 39, 5))
     assert env["GIT_CONFIG_KEY_0"] == "http.https://git.example.org:8443/.extraHeader"

@@ -694,6 +694,9 @@ def base_git_env(environ):
             "GIT_COMMITTER_NAME": SYNC_AUTHOR_NAME,
             "GIT_COMMITTER_EMAIL": SYNC_AUTHOR_EMAIL,
             "LC_ALL": "C",
+            # Large files stay pointer files: git-lfs would fetch them without
+            # our time bound and, for private repos, without the token.
+            "GIT_LFS_SKIP_SMUDGE": "1",
         }
     )
     env.setdefault("GIT_SSH_COMMAND", "ssh -o BatchMode=yes")
@@ -1542,7 +1545,7 @@ def render_note(outcomes, when):
     for outcome in outcomes:
         if outcome.level not in ("warning", "error"):
             continue
-        body.append("## `%s`" % outcome.target)
+        body.append("## `%s`" % outcome.target if outcome.target != "*" else "## All lessons")
         body.append("")
         for line in outcome.details or [outcome.message]:
             body.append("- " + line)
