@@ -48,6 +48,20 @@ c.ClassroomOAuthenticator.username_claim = "email"
 c.ClassroomOAuthenticator.login_service = "University login"
 # hub admins are admins whether or not they are on a roster
 c.ClassroomOAuthenticator.admin_users = {"it-admin@uni.example.edu"}
+# everyone on a course roster may log in (additive, like allowed_users); the
+# others see a 403 page that tells them whom to contact
+c.ClassroomOAuthenticator.roster_contact = "jupyter-support@uni.example.edu"
+# courses become groups (ds101 = its students, ds101-instructors, ds101-tas) and
+# instructors/TAs get a role per course over that course's students only
+c.ClassroomOAuthenticator.manage_groups = True
+c.ClassroomOAuthenticator.manage_roles = True
+# c.ClassroomOAuthenticator.nbgrader_groups = True  # + nbgrader-<course>, formgrade-<course>
+# courses the identity provider asserts in its "groups" claim (needs auth_state):
+# c.ClassroomOAuthenticator.course_claim_groups = {"uni-ds101-students": "ds101"}
+# auth_state keeps the provider's tokens and the user's courses (encrypted) for
+# refreshes and the spawner. It needs JUPYTERHUB_CRYPT_KEY (openssl rand -hex 32);
+# without it the roster is still re-checked at every refresh.
+c.ClassroomOAuthenticator.enable_auth_state = "JUPYTERHUB_CRYPT_KEY" in os.environ
 
 # -- Servers -------------------------------------------------------------------
 #

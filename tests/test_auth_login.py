@@ -765,3 +765,20 @@ async def test_github_teams_as_course_claims(make_auth, github, write_file):
     auth.http_client = github
     octo = await login(auth, github, {"login": "octocat", "email": "octo@example.org", "id": 1})
     assert octo["groups"] == ["ds101-tas"]
+
+
+# -- the sample config ----------------------------------------------------------------------
+
+
+def test_the_sample_config_builds_the_authenticator(monkeypatch):
+    from pathlib import Path
+
+    from traitlets.config import PyFileConfigLoader
+
+    root = Path(__file__).resolve().parent.parent
+    monkeypatch.setenv("JUPYTERHUB_CRYPT_KEY", "0" * 64)
+    config = PyFileConfigLoader("jupyterhub_config.py", path=str(root)).load_config()
+    assert config.JupyterHub.authenticator_class == "classroom"
+    auth = ClassroomOAuthenticator(config=config)
+    assert auth.manage_groups and auth.manage_roles and auth.enable_auth_state
+    assert "jupyter-support@uni.example.edu" in auth.custom_403_message

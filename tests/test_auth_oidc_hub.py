@@ -201,6 +201,11 @@ async def test_instructor_lists_only_their_course_users(hub):
     assert me["groups"] == ["ds101-instructors"]
     assert sorted(me["roles"]) == ["ds101-instructor", "user"]
 
+    # the admin page opens for her (it shows what her scopes allow), not for students
+    assert grace.get("hub/admin").status_code == 200
+    student = await log_in(hub, "alice")
+    assert student.get("hub/admin").status_code == 403
+
     # her own token, made with her own login
     r = grace.api("POST", "users/grace/tokens", json={"note": "teaching", "expires_in": 3600})
     assert r.status_code == 201, r.text
