@@ -379,7 +379,8 @@ class RosterAuthenticatorMixin(HasTraits):
                         f"{cls}.course_claim_groups[{group!r}] names course {course!r},"
                         " which is not on the roster"
                     )
-        problems.extend(f"{cls}: {p}" for p in policy.naming.collisions(roster.courses))
+        if self.manage_groups or self.manage_roles:
+            problems.extend(f"{cls}: {p}" for p in policy.naming.collisions(roster.courses))
         if self._uses_claims and not self.enable_auth_state:
             problems.append(
                 f"{cls}.course_claim_groups/course_claim_pattern need"
