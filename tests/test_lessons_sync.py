@@ -930,6 +930,18 @@ def tls_cert(tmp_path_factory) -> tuple[Path, Path]:
 class GitHTTPHandler(BaseHTTPRequestHandler):
     """git http-backend behind HTTP basic auth: a private repo host."""
 
+    def _body(self) -> bytes:
+        if self.headers.get("Transfer-Encoding", "").lower() != "chunked":
+            return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        chunks = []
+        while True:
+            size = int(self.rfile.readline().split(b";")[0].strip(), 16)
+            if size == 0:
+                self.rfile.readline()
+                return b"".join(chunks)
+            chunks.append(self.rfile.read(size))
+            self.rfile.readline()
+
     def do_GET(self):
         self._serve()
 
@@ -948,7 +960,7 @@ class GitHTTPHandler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", "0")
             self.end_headers()
             return
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        body = self._body()
         path, _, query = self.path.partition("?")
         env = {
             "PATH": os.environ["PATH"],
@@ -975,6 +987,7 @@ class GitHTTPHandler(BaseHTTPRequestHandler):
             elif name:
                 headers.append((name, value.strip()))
         self.send_response(status)
+        self.send_header("Connection", "close")
         for name, value in headers:
             self.send_header(name, value)
         self.send_header("Content-Length", str(len(payload)))
@@ -982,15 +995,31 @@ class GitHTTPHandler(BaseHTTPRequestHandler):
         self.wfile.write(payload)
 
 
+class TLSServer(ThreadingHTTPServer):
+    """HTTPS with the handshake and a clean TLS close in each request's thread."""
+
+    daemon_threads = True
+
+    def finish_request(self, request, client_address):
+        try:
+            tls = self.context.wrap_socket(request, server_side=True)
+        except (OSError, ssl.SSLError):
+            return
+        self.RequestHandlerClass(tls, client_address, self)
+        try:
+            tls.unwrap()  # send close_notify before the socket goes away
+        except (OSError, ssl.SSLError):
+            pass
+
+
 @pytest.fixture
 def https_repo(upstream, tls_cert):
     cert, key = tls_cert
-    server = ThreadingHTTPServer(("127.0.0.1", 0), GitHTTPHandler)
+    server = TLSServer(("127.0.0.1", 0), GitHTTPHandler)
     server.root = upstream.bare.parent
     server.denied = 0
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
+    server.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.context.load_cert_chain(cert, key)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
