@@ -105,12 +105,20 @@ class BaseHandler(web.RequestHandler):
     def arg(self, name, default=None):
         return self.get_query_argument(name, default)
 
+    def check_faults(self, is_watch):
+        faults = self.standin.faults
+        if faults.faults.outage_mode == "refuse" and faults.in_outage():
+            # the listening socket is about to close; drop this connection unanswered
+            self.request.connection.stream.close()
+            raise web.Finish()
+        faults.check_request(is_watch)
+
 
 class DiscoveryHandler(BaseHandler):
     def get(self, what):
         if what not in ("healthz", "livez", "readyz"):
             self.check_auth()
-            self.standin.faults.check_request(False)
+            self.check_faults(False)
         port = self.request.host.rsplit(":", 1)[-1]
         if what == "version":
             major, minor = self.standin.validator.version.split(".")[:2]
@@ -185,7 +193,7 @@ class ApiHandler(BaseHandler):
 
     def _begin(self, path, is_watch=False):
         self.check_auth()
-        self.standin.faults.check_request(is_watch)
+        self.check_faults(is_watch)
         self.standin.request_count += 1
         return self._route(path)
 
