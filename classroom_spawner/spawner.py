@@ -21,7 +21,12 @@ from kubespawner import KubeSpawner
 from tornado import web
 from traitlets import Dict, Float, Integer, List, Unicode, default
 
+from kubernetes_asyncio.client.models import V1Container
+from kubespawner.utils import get_k8s_model
+
 from . import profiles as profiles_mod
+from .lessons.initcontainer import CONTAINER_NAME as LESSON_CONTAINER
+from .lessons.initcontainer import build_init_container, parse_termination_message
 from .metrics import SPAWN_QUEUE_WAIT_SECONDS, observe_queue
 from .spawnqueue import describe_wait, shared_queue
 from .roster import ClassroomRoster, Role
@@ -175,7 +180,72 @@ class ClassroomSpawner(KubeSpawner):
         """,
     )
 
-    # -- storage defaults: a persistent home for everyone, never lost by surprise ------
+    lesson_sync_image = Unicode(
+        "",
+        config=True,
+        help="""
+        Image for the init container that brings each course's lesson repos into
+        the student's home. Empty (the default): the course's own image, so
+        there is nothing extra to pull; it needs ``python3`` (3.8 or later) and
+        ``git``, as the Jupyter Docker Stacks images have.
+        """,
+    )
+
+    lesson_sync_timeout = Float(
+        120,
+        config=True,
+        help="""
+        Seconds the lesson sync may take in all, on every start. When it runs
+        out, git is stopped, the student's files are left as they were, and the
+        server starts anyway with a warning; the next start tries again.
+        """,
+    )
+
+    lesson_token_secret = Unicode(
+        "",
+        config=True,
+        help="""
+        Name of a Kubernetes Secret (in the users' namespace) holding a git
+        token for private lesson repos. The pod spec names the Secret; the
+        token itself is never written into it. Empty: public repos only.
+
+        Example::
+
+            kubectl create secret generic lesson-git-token --from-literal=token=ghp_...
+            c.ClassroomSpawner.lesson_token_secret = "lesson-git-token"
+        """,
+    )
+
+    lesson_token_secret_key = Unicode(
+        "token",
+        config=True,
+        help="The key in :attr:`lesson_token_secret` that holds the token.",
+    )
+
+    lesson_token_hosts = List(
+        Unicode(),
+        config=True,
+        help="""
+        Hosts the lesson token may be sent to (e.g. ``["github.com"]``). Empty:
+        every https host of a course's lesson repos.
+        """,
+    )
+
+    # -- storage and identity defaults: a persistent home, files owned by the student ----
+
+    @default("uid")
+    def _uid_default(self):
+        # the notebook user of the Jupyter Docker Stacks images (as in Z2JH); the
+        # lesson sync runs with the same UID/GID so the files belong to the student
+        return 1000
+
+    @default("gid")
+    def _gid_default(self):
+        return 100
+
+    @default("fs_gid")
+    def _fs_gid_default(self):
+        return 100
 
     @default("storage_pvc_ensure")
     def _storage_pvc_ensure_default(self):
@@ -354,6 +424,66 @@ class ClassroomSpawner(KubeSpawner):
         self._options_checked = False
         await super().load_user_options()
 
+    # -- lessons ------------------------------------------------------------------------
+
+    async def get_pod_manifest(self):
+        """KubeSpawner's pod, plus the lesson sync init container of the user's course.
+
+        The container is added here rather than through ``init_containers``,
+        because KubeSpawner formats those as templates and the script is code.
+        """
+        pod = await super().get_pod_manifest()
+        course = self.classroom_course
+        if course is not None and course.lessons:
+            container = self._lesson_sync_container(pod, course)
+            if container is not None:
+                pod.spec.init_containers = [container] + list(pod.spec.init_containers or [])
+        return pod
+
+    def _lesson_sync_container(self, pod, course):
+        notebook = pod.spec.containers[0]
+        mount = next(
+            (m for m in notebook.volume_mounts or [] if m.mount_path == self.home_mount_path),
+            None,
+        )
+        if mount is None:
+            self.log.warning(
+                "%s: no volume is mounted at %s (c.ClassroomSpawner.home_mount_path);"
+                " lessons of %s are not synced",
+                self._log_name,
+                self.home_mount_path,
+                course.id,
+            )
+            return None
+        uid, gid = _run_as(notebook, pod)
+        spec = build_init_container(
+            course.lessons,
+            image=self.lesson_sync_image or notebook.image,
+            uid=uid,
+            gid=gid,
+            home_mount_path=self.home_mount_path,
+            home_volume_name=mount.name,
+            home_sub_path=mount.sub_path,
+            token_secret_name=self.lesson_token_secret or None,
+            token_secret_key=self.lesson_token_secret_key,
+            token_hosts=self.lesson_token_hosts or None,
+            timeout=self.lesson_sync_timeout,
+            image_pull_policy=notebook.image_pull_policy,
+        )
+        return get_k8s_model(V1Container, spec)
+
+    def lesson_sync_warnings(self):
+        """Warnings from this start's lesson sync, once it finished (else None)."""
+        pod = self.pod_reflector.pods.get(f"{self.namespace}/{self.pod_name}") if self.pod_reflector else None
+        for status in ((pod or {}).get("status") or {}).get("initContainerStatuses") or []:
+            if status.get("name") != LESSON_CONTAINER:
+                continue
+            terminated = (status.get("state") or {}).get("terminated")
+            if terminated is None:
+                return None
+            return parse_termination_message(terminated.get("message"))
+        return None
+
     # -- the spawn queues ---------------------------------------------------------------
 
     async def run_pre_spawn_hook(self):
@@ -459,8 +589,15 @@ class ClassroomSpawner(KubeSpawner):
             yield {"progress": 1, "message": self._fallback_notice}
         async for event in self._queue_progress():
             yield event
+        lessons_reported = self.classroom_course is None or not self.classroom_course.lessons
         async for event in super().progress():
             yield event
+            if not lessons_reported:
+                warnings = self.lesson_sync_warnings()
+                if warnings is not None:
+                    lessons_reported = True
+                    for level, message in warnings:
+                        yield {"message": f"Lessons ({level}): {message}"}
 
     async def _queue_progress(self):
         """The place in line, each time it changes, until every slot is granted."""
@@ -482,6 +619,22 @@ class ClassroomSpawner(KubeSpawner):
                 await asyncio.sleep(0.1)
         if waited and self._tickets:
             yield {"progress": 3, "message": describe_wait(0, 1, 0)}
+
+
+_SNAKE = {"runAsUser": "run_as_user", "runAsGroup": "run_as_group"}
+
+
+def _run_as(container, pod) -> tuple[int, int]:
+    """The UID/GID the notebook container runs as (container, then pod settings)."""
+    uid = gid = None
+    for context in (container.security_context, pod.spec.security_context):
+        if context is None:
+            continue
+        # KubeSpawner leaves some nested parts as plain dicts with camelCase keys
+        get = context.get if isinstance(context, dict) else lambda key: getattr(context, _SNAKE[key])
+        uid = uid if uid is not None else get("runAsUser")
+        gid = gid if gid is not None else get("runAsGroup")
+    return (1000 if uid is None else uid), (100 if gid is None else gid)
 
 
 def _claimed_courses(auth_state) -> dict[str, Role]:

@@ -160,3 +160,33 @@ def test_render_cli_refuses_another_courses_profile(classroom_config, tmp_path):
     )
     assert result.returncode == 1
     assert "profile 'secret' is not available to you" in result.stderr
+
+
+async def test_lesson_sync_runs_first_as_the_notebook_user_on_the_home_volume(classroom_config):
+    pod = (await render_manifests(classroom_config, "ada@uni.example.edu", profile="ds101"))["pod"]
+    (sync,) = pod["spec"]["initContainers"]
+    notebook = pod["spec"]["containers"][0]
+    assert sync["name"] == "lesson-sync"
+    assert sync["image"] == notebook["image"]  # nothing extra to pull
+    for key in ("runAsUser", "runAsGroup"):
+        assert sync["securityContext"][key] == notebook["securityContext"][key]
+    assert sync["volumeMounts"] == notebook["volumeMounts"]
+    assert sync["command"][:3] == ["python3", "-I", "-c"]  # no shell anywhere
+    job = json.loads(next(e["value"] for e in sync["env"] if e["name"] == "CLASSROOM_LESSONS"))
+    assert [(j["target"], j["ref"], j["depth"]) for j in job] == [
+        ("ds101-lessons", "main", None),
+        ("private/notes", "", 1),  # "": the remote's default branch
+    ]
+    # a course without lessons gets no init container
+    pod = (await render_manifests(classroom_config, "ada@uni.example.edu", profile="phys210"))["pod"]
+    assert not pod["spec"].get("initContainers")
+
+
+async def test_lesson_token_comes_from_a_secret_never_the_spec(classroom_config):
+    classroom_config.ClassroomSpawner.lesson_token_secret = "lesson-git-token"
+    pod = (await render_manifests(classroom_config, "x", profile="ds101"))["pod"]
+    validate(pod)
+    (sync,) = pod["spec"]["initContainers"]
+    (token,) = [e for e in sync["env"] if e.get("valueFrom")]
+    assert token["valueFrom"]["secretKeyRef"]["name"] == "lesson-git-token"
+    assert "value" not in token
