@@ -204,3 +204,20 @@ def test_two_lessons_into_one_folder(write_file):
     )
     (problem,) = problems_of([path])
     assert problem == f"{path}:6: lesson target folder 'lessons' is already used by the repo on line 4"
+
+
+def test_nested_lesson_folders(write_file):
+    path = yaml_file(
+        write_file,
+        """\
+        courses:
+          - id: c1
+            lessons:
+              - url: https://example.org/a.git
+                target: lessons
+              - url: https://example.org/b.git
+                target: lessons/extra
+        """,
+    )
+    (problem,) = problems_of([path])
+    assert problem == f"{path}:6: lesson target folder 'lessons/extra' overlaps 'lessons', used by the repo on line 4"

@@ -327,11 +327,11 @@ class _CourseFileReader:
                 self.problem(item, str(e))
                 ok = False
                 continue
-            if target in targets:
-                self.problem(
-                    item,
-                    f"lesson target folder {target!r} is already used by the repo on line {targets[target]}",
-                )
+            clash = _overlapping(target, targets)
+            if clash is not None:
+                other, other_line = clash
+                how = "is already used" if other == target else f"overlaps {other!r}, used"
+                self.problem(item, f"lesson target folder {target!r} {how} by the repo on line {other_line}")
                 ok = False
                 continue
             targets[target] = _line(item)
@@ -415,6 +415,14 @@ class _CourseFileReader:
             origin=f"{self.path}:{_line(node)}",
             **kwargs,
         )
+
+
+def _overlapping(target: str, taken: dict[str, int]) -> tuple[str, int] | None:
+    """A folder already taken that is ``target``, inside it, or contains it."""
+    for other, line in taken.items():
+        if target == other or target.startswith(other + "/") or other.startswith(target + "/"):
+            return other, line
+    return None
 
 
 def memory_bytes(text: str) -> float:
