@@ -9,8 +9,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import re
 import sys
+import urllib.error
+import urllib.request
 
 import yaml
 from tornado import web
@@ -168,6 +171,48 @@ async def _all_images(config, roster) -> dict[str, str]:
     return found
 
 
+def cmd_queue(args, out) -> int:
+    """Who waits for a server right now, read from a running hub."""
+    api = args.hub_api_url.rstrip("/")
+    if not args.token:
+        print("error: a hub API token is needed (--token or $JUPYTERHUB_API_TOKEN;"
+              " create one at /hub/token)", file=sys.stderr)
+        return 1
+    request = urllib.request.Request(
+        f"{api}/classroom/spawn-queue", headers={"Authorization": f"token {args.token}"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            data = json.load(response)
+    except urllib.error.HTTPError as e:
+        print(f"error: {api}: HTTP {e.code} {e.reason}", file=sys.stderr)
+        return 1
+    except (urllib.error.URLError, OSError) as e:
+        print(f"error: cannot reach {api}: {getattr(e, 'reason', e)}", file=sys.stderr)
+        return 1
+    if args.json:
+        json.dump(data, out, indent=2)
+        print(file=out)
+        return 0
+    queues = data.get("queues") or {}
+    if not queues:
+        print("No spawn queue has been used since the hub started.", file=out)
+    for name, q in queues.items():
+        rate = q.get("release_rate_per_minute")
+        print(
+            f"{name}: {q['in_flight']}/{q['limit']} running, {q['waiting']} waiting"
+            + (f", about {rate:g} finishing per minute" if rate else ""),
+            file=out,
+        )
+        for w in q["waiters"]:
+            eta = w.get("estimated_wait_seconds")
+            eta_text = f", about {eta / 60:.0f} min to go" if eta is not None else ""
+            print(f"  {w['position']:>4}. {w['user']}  waiting {w['waiting_seconds']:.0f}s{eta_text}", file=out)
+        for h in q["holders"]:
+            print(f"     > {h['user']}  starting for {h['running_seconds']:.0f}s", file=out)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="classroom-spawner",
@@ -198,6 +243,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_arg(images)
     images.add_argument("--z2jh", action="store_true", help="print Z2JH prePuller.extraImages values")
     images.set_defaults(func=cmd_images)
+
+    queue = sub.add_parser("queue", help="who waits for a server now (asks the running hub)")
+    queue.add_argument(
+        "--hub-api-url",
+        default=os.environ.get("JUPYTERHUB_API_URL", "http://127.0.0.1:8081/hub/api"),
+        help="the hub's API URL (default: $JUPYTERHUB_API_URL or http://127.0.0.1:8081/hub/api)",
+    )
+    queue.add_argument(
+        "--token",
+        default=os.environ.get("JUPYTERHUB_API_TOKEN", ""),
+        help="an API token with read:servers (default: $JUPYTERHUB_API_TOKEN)",
+    )
+    queue.add_argument("--json", action="store_true", help="print JSON")
+    queue.set_defaults(func=cmd_queue)
     return parser
 
 

@@ -757,6 +757,13 @@ class RosterAuthenticatorMixin(HasTraits):
             role_template=policy.role_template,
         )
 
+    def get_handlers(self, app):
+        """OAuthenticator's handlers, plus the spawn-queue API for admins and staff
+        (``GET /hub/api/classroom/spawn-queue``, scope ``read:servers``)."""
+        from ..queue_api import queue_handlers
+
+        return list(super().get_handlers(app)) + queue_handlers()
+
 
 def _mark_not_token_authenticated(handler) -> None:
     """Work around JupyterHub 6.1's ``BaseHandler.refresh_auth``, which reads
