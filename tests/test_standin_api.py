@@ -9,7 +9,7 @@ from kubernetes_asyncio import client, watch
 from kubernetes_asyncio.client.exceptions import ApiException
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
-from classroom_spawner.local.kube import KubeletConfig, KubeStandin
+from classroom_spawner.local.kube import KubeStandin
 from classroom_spawner.local.kube.testing import (
     api_exception_status,
     core_client,
@@ -51,7 +51,9 @@ async def raw(k8s, method, path, body=None, headers=None):
 def sleeper(name, labels=None, **kw):
     # never scheduled (the claim does not exist), so no process runs
     pod = pod_manifest(name, ["sleep", "600"], labels=labels, **kw)
-    pod["spec"]["volumes"] = [{"name": "home", "persistentVolumeClaim": {"claimName": "missing"}}]
+    pod["spec"]["volumes"] = [
+        {"name": "home", "persistentVolumeClaim": {"claimName": "missing"}}
+    ]
     return pod
 
 
@@ -60,7 +62,14 @@ async def test_discovery_and_auth(k8s, v1):
     assert version.major == "1"
     resources = await v1.get_api_resources()
     names = {r.name for r in resources.resources}
-    assert {"pods", "persistentvolumeclaims", "services", "secrets", "events", "namespaces"} <= names
+    assert {
+        "pods",
+        "persistentvolumeclaims",
+        "services",
+        "secrets",
+        "events",
+        "namespaces",
+    } <= names
     r = await AsyncHTTPClient().fetch(k8s.url + "/api/v1/pods", raise_error=False)
     assert r.code == 401
     assert json.loads(r.body)["reason"] == "Unauthorized"
@@ -79,12 +88,18 @@ async def test_create_get_defaults(v1):
     got = await v1.read_namespaced_pod("p1", NS)
     assert got.metadata.uid == meta.uid
 
-    pvc = await v1.create_namespaced_persistent_volume_claim(NS, pvc_manifest("c1", storage_class=""))
+    pvc = await v1.create_namespaced_persistent_volume_claim(
+        NS, pvc_manifest("c1", storage_class="")
+    )
     assert pvc.status.phase == "Pending"
     assert "kubernetes.io/pvc-protection" in pvc.metadata.finalizers
 
     svc = await v1.create_namespaced_service(
-        NS, {"metadata": {"name": "s1"}, "spec": {"ports": [{"port": 80}], "selector": {"a": "b"}}}
+        NS,
+        {
+            "metadata": {"name": "s1"},
+            "spec": {"ports": [{"port": 80}], "selector": {"a": "b"}},
+        },
     )
     assert svc.spec.cluster_ip.startswith("10.96.")
     assert svc.spec.ports[0].target_port == 80
@@ -145,7 +160,9 @@ async def test_already_exists(v1):
 async def test_invalid_object_422(v1):
     pod = sleeper("bad")
     del pod["spec"]["containers"][0]["image"]
-    pod["spec"]["containers"][0]["volumeMounts"] = [{"name": "nosuch", "mountPath": "/x"}]
+    pod["spec"]["containers"][0]["volumeMounts"] = [
+        {"name": "nosuch", "mountPath": "/x"}
+    ]
     with pytest.raises(ApiException) as e:
         await v1.create_namespaced_pod(NS, pod)
     assert e.value.status == 422
@@ -170,7 +187,10 @@ async def test_invalid_object_422(v1):
     with pytest.raises(ApiException) as e:
         await v1.create_namespaced_pod(NS, sleeper("Not_Valid"))
     assert e.value.status == 422
-    assert "metadata.name: Invalid value: \"Not_Valid\"" in api_exception_status(e.value)["message"]
+    assert (
+        "metadata.name: Invalid value: \"Not_Valid\""
+        in api_exception_status(e.value)["message"]
+    )
 
     # a PVC without a storage request
     pvc = pvc_manifest("c")
@@ -178,7 +198,10 @@ async def test_invalid_object_422(v1):
     with pytest.raises(ApiException) as e:
         await v1.create_namespaced_persistent_volume_claim(NS, pvc)
     assert e.value.status == 422
-    assert "spec.resources[storage]: Required value" in api_exception_status(e.value)["message"]
+    assert (
+        "spec.resources[storage]: Required value"
+        in api_exception_status(e.value)["message"]
+    )
 
 
 async def test_decoding_errors_400(k8s, v1):
@@ -191,7 +214,9 @@ async def test_decoding_errors_400(k8s, v1):
         'strict decoding error: unknown field "spec.containers[0].imagePullPolcy"'
     )
     # with fieldValidation=Warn the field is dropped and a warning returned
-    r = await raw(k8s, "POST", "/api/v1/namespaces/default/pods?fieldValidation=Warn", pod)
+    r = await raw(
+        k8s, "POST", "/api/v1/namespaces/default/pods?fieldValidation=Warn", pod
+    )
     assert r.code == 201
     assert "imagePullPolcy" in r.headers["Warning"]
     assert "imagePullPolcy" not in json.loads(r.body)["spec"]["containers"][0]
@@ -244,36 +269,53 @@ async def test_field_selectors(v1):
     await v1.create_namespaced_pod("other", sleeper("f3"))
     pods = await v1.list_namespaced_pod(NS, field_selector="metadata.name=f2")
     assert [p.metadata.name for p in pods.items] == ["f2"]
-    pods = await v1.list_pod_for_all_namespaces(field_selector="metadata.namespace!=default")
+    pods = await v1.list_pod_for_all_namespaces(
+        field_selector="metadata.namespace!=default"
+    )
     assert [p.metadata.name for p in pods.items] == ["f3"]
-    pods = await v1.list_pod_for_all_namespaces(field_selector="status.phase=Pending,spec.nodeName=")
+    pods = await v1.list_pod_for_all_namespaces(
+        field_selector="status.phase=Pending,spec.nodeName="
+    )
     assert sorted(p.metadata.name for p in pods.items) == ["f1", "f2", "f3"]
     # the scheduler could not place them: events about pods, by involved object
-    evs = await v1.list_namespaced_event(NS, field_selector="involvedObject.kind=Pod,involvedObject.name=f1")
+    evs = await v1.list_namespaced_event(
+        NS, field_selector="involvedObject.kind=Pod,involvedObject.name=f1"
+    )
     assert evs.items and all(e.involved_object.name == "f1" for e in evs.items)
     assert evs.items[0].reason == "FailedScheduling"
     with pytest.raises(ApiException) as e:
         await v1.list_namespaced_pod(NS, field_selector="spec.containers=x")
     assert e.value.status == 400
-    assert api_exception_status(e.value)["message"] == "field label not supported: spec.containers"
+    assert (
+        api_exception_status(e.value)["message"]
+        == "field label not supported: spec.containers"
+    )
 
 
 def cm(name, labels=None):
     # ConfigMaps: no controller writes to them, so every change below is ours
-    return {"metadata": {"name": name, "labels": dict(labels or {})}, "data": {"k": name}}
+    return {
+        "metadata": {"name": name, "labels": dict(labels or {})},
+        "data": {"k": name},
+    }
 
 
 async def collect(v1, timeout=1, **kwargs):
     seen = []
     w = watch.Watch()
-    async with w.stream(v1.list_namespaced_config_map, NS, timeout_seconds=timeout, **kwargs) as stream:
+    async with w.stream(
+        v1.list_namespaced_config_map, NS, timeout_seconds=timeout, **kwargs
+    ) as stream:
         async for event in stream:
             seen.append((event["type"], event["object"].metadata.name))
     return seen
 
 
 async def test_resource_versions_and_watch_resumption(v1):
-    created = [await v1.create_namespaced_config_map(NS, cm(f"w{i}", {"app": "w"})) for i in range(3)]
+    created = [
+        await v1.create_namespaced_config_map(NS, cm(f"w{i}", {"app": "w"}))
+        for i in range(3)
+    ]
     rvs = [int(c.metadata.resource_version) for c in created]
     assert rvs == sorted(rvs) and len(set(rvs)) == 3
     listing = await v1.list_namespaced_config_map(NS, label_selector="app=w")
@@ -291,7 +333,11 @@ async def test_resource_versions_and_watch_resumption(v1):
     # resume from the middle: only what came after
     w = watch.Watch()
     async with w.stream(
-        v1.list_namespaced_config_map, NS, label_selector="app=w", resource_version=list_rv, timeout_seconds=1
+        v1.list_namespaced_config_map,
+        NS,
+        label_selector="app=w",
+        resource_version=list_rv,
+        timeout_seconds=1,
     ) as stream:
         async for event in stream:
             mid = event["object"].metadata.resource_version
@@ -305,12 +351,18 @@ async def test_resource_versions_and_watch_resumption(v1):
 
     # the reflector's re-list: resourceVersion + NotOlderThan gives the current state
     listing = await v1.list_namespaced_config_map(
-        NS, label_selector="app=w", resource_version=mid, resource_version_match="NotOlderThan"
+        NS,
+        label_selector="app=w",
+        resource_version=mid,
+        resource_version_match="NotOlderThan",
     )
     assert [c.metadata.name for c in listing.items] == ["w0", "w2", "w3"]
     # an exact list shows the past
     listing = await v1.list_namespaced_config_map(
-        NS, label_selector="app=w", resource_version=list_rv, resource_version_match="Exact"
+        NS,
+        label_selector="app=w",
+        resource_version=list_rv,
+        resource_version_match="Exact",
     )
     assert [c.metadata.name for c in listing.items] == ["w0", "w1", "w2"]
     assert listing.items[0].data == {"k": "w0"}
@@ -341,11 +393,20 @@ async def test_live_watch_and_selector_transitions(v1):
     await v1.create_namespaced_config_map(NS, cm("t2", {"app": "t"}))
     await v1.create_namespaced_config_map(NS, cm("x", {"app": "x"}))  # not selected
     # a label change out of the selector is a DELETED for this watch, and back in an ADDED
-    await v1.patch_namespaced_config_map("t1", NS, {"metadata": {"labels": {"app": "other"}}})
-    await v1.patch_namespaced_config_map("t1", NS, {"metadata": {"labels": {"app": "t"}}})
+    await v1.patch_namespaced_config_map(
+        "t1", NS, {"metadata": {"labels": {"app": "other"}}}
+    )
+    await v1.patch_namespaced_config_map(
+        "t1", NS, {"metadata": {"labels": {"app": "t"}}}
+    )
     await v1.delete_namespaced_config_map("t2", NS)
     await asyncio.wait_for(task, 10)
-    assert events == [("ADDED", "t2"), ("DELETED", "t1"), ("ADDED", "t1"), ("DELETED", "t2")]
+    assert events == [
+        ("ADDED", "t2"),
+        ("DELETED", "t1"),
+        ("ADDED", "t1"),
+        ("DELETED", "t2"),
+    ]
 
 
 async def test_watch_timeout_seconds_ends_stream(k8s, v1):
@@ -376,27 +437,41 @@ async def test_stale_watch_410(k8s, v1):
     assert "Expired: too old resource version" in e.value.reason
 
     # the raw stream is a 200 with one ERROR event carrying the Status
-    r = await raw(k8s, "GET", f"/api/v1/namespaces/default/pods?watch=true&resourceVersion={old_rv}")
+    r = await raw(
+        k8s,
+        "GET",
+        f"/api/v1/namespaces/default/pods?watch=true&resourceVersion={old_rv}",
+    )
     assert r.code == 200
     lines = r.body.decode().splitlines()
     assert len(lines) == 1
     event = json.loads(lines[0])
     assert event["type"] == "ERROR"
     assert event["object"]["code"] == 410 and event["object"]["reason"] == "Expired"
-    assert event["object"]["message"].startswith(f"too old resource version: {old_rv} (")
+    assert event["object"]["message"].startswith(
+        f"too old resource version: {old_rv} ("
+    )
 
     # an exact list that old is gone too
     with pytest.raises(ApiException) as e:
-        await v1.list_namespaced_pod(NS, resource_version=old_rv, resource_version_match="Exact")
+        await v1.list_namespaced_pod(
+            NS, resource_version=old_rv, resource_version_match="Exact"
+        )
     assert e.value.status == 410
 
 
 async def test_bookmarks(k8s, v1):
     k8s.bookmark_interval = 0.2
-    r = await raw(k8s, "GET", "/api/v1/namespaces/default/pods?watch=1&allowWatchBookmarks=true&timeoutSeconds=1")
+    r = await raw(
+        k8s,
+        "GET",
+        "/api/v1/namespaces/default/pods?watch=1&allowWatchBookmarks=true&timeoutSeconds=1",
+    )
     events = [json.loads(line) for line in r.body.decode().splitlines()]
     assert events and all(e["type"] == "BOOKMARK" for e in events)
-    assert events[0]["object"]["metadata"]["resourceVersion"] == str(k8s.store.resource_version)
+    assert events[0]["object"]["metadata"]["resourceVersion"] == str(
+        k8s.store.resource_version
+    )
 
 
 async def test_limit_and_continue(k8s, v1):
@@ -442,7 +517,9 @@ async def test_updates_patches_and_conflicts(k8s, v1):
     assert r.code == 200 and json.loads(r.body)["metadata"]["labels"] == {"c": "3"}
     # strategic merge: containers merge by name (image is the one mutable field)
     pod = await v1.patch_namespaced_pod(
-        "u1", NS, {"spec": {"containers": [{"name": "main", "image": "standin/test:2"}]}}
+        "u1",
+        NS,
+        {"spec": {"containers": [{"name": "main", "image": "standin/test:2"}]}},
     )
     assert pod.spec.containers[0].image == "standin/test:2"
     assert pod.spec.containers[0].command == ["sleep", "600"]
@@ -450,12 +527,16 @@ async def test_updates_patches_and_conflicts(k8s, v1):
     with pytest.raises(ApiException) as e:
         await v1.patch_namespaced_pod("u1", NS, {"spec": {"restartPolicy": "Never"}})
     assert e.value.status == 422
-    assert "pod updates may not change fields" in api_exception_status(e.value)["message"]
+    assert (
+        "pod updates may not change fields" in api_exception_status(e.value)["message"]
+    )
     # status can't be changed through the main resource...
     pod = await v1.patch_namespaced_pod("u1", NS, {"status": {"phase": "Running"}})
     assert pod.status.phase == "Pending"
     # ...only through /status
-    pod = await v1.patch_namespaced_pod_status("u1", NS, {"status": {"message": "hello"}})
+    pod = await v1.patch_namespaced_pod_status(
+        "u1", NS, {"status": {"message": "hello"}}
+    )
     assert pod.status.message == "hello"
     # PUT with a stale resourceVersion: 409 Conflict
     stale = await v1.read_namespaced_pod("u1", NS)
@@ -471,17 +552,25 @@ async def test_updates_patches_and_conflicts(k8s, v1):
     fresh.metadata.labels = {"e": "5"}
     replaced = await v1.replace_namespaced_pod("u1", NS, fresh)
     assert replaced.metadata.labels == {"e": "5"}
-    assert int(replaced.metadata.resource_version) > int(fresh.metadata.resource_version)
+    assert int(replaced.metadata.resource_version) > int(
+        fresh.metadata.resource_version
+    )
 
 
 async def test_finalizers_and_deletion(v1):
     await v1.create_namespaced_config_map(
-        NS, {"metadata": {"name": "cm", "finalizers": ["example.com/keep"]}, "data": {"k": "v"}}
+        NS,
+        {
+            "metadata": {"name": "cm", "finalizers": ["example.com/keep"]},
+            "data": {"k": "v"},
+        },
     )
     await v1.delete_namespaced_config_map("cm", NS)
     cm = await v1.read_namespaced_config_map("cm", NS)
     assert cm.metadata.deletion_timestamp is not None
-    await v1.patch_namespaced_config_map("cm", NS, [{"op": "remove", "path": "/metadata/finalizers"}])
+    await v1.patch_namespaced_config_map(
+        "cm", NS, [{"op": "remove", "path": "/metadata/finalizers"}]
+    )
     with pytest.raises(ApiException) as e:
         await v1.read_namespaced_config_map("cm", NS)
     assert e.value.status == 404
@@ -489,7 +578,11 @@ async def test_finalizers_and_deletion(v1):
     await v1.create_namespaced_secret(NS, {"metadata": {"name": "s"}})
     with pytest.raises(ApiException) as e:
         await v1.delete_namespaced_secret(
-            "s", NS, body=client.V1DeleteOptions(preconditions=client.V1Preconditions(uid="wrong"))
+            "s",
+            NS,
+            body=client.V1DeleteOptions(
+                preconditions=client.V1Preconditions(uid="wrong")
+            ),
         )
     assert e.value.status == 409
     await v1.delete_namespaced_secret("s", NS)
@@ -532,3 +625,80 @@ async def test_kubeconfig_is_ordinary(k8s):
     assert cfg["users"][0]["user"]["token"] == k8s.token
     assert cfg["contexts"][0]["context"]["namespace"] == "default"
     assert cfg["current-context"] == cfg["contexts"][0]["name"]
+
+
+async def test_delete_collection_and_dry_run(k8s, v1):
+    for i in range(3):
+        await v1.create_namespaced_config_map(
+            NS, cm(f"dc{i}", {"app": "dc" if i < 2 else "keep"})
+        )
+    r = await raw(
+        k8s, "POST", "/api/v1/namespaces/default/configmaps?dryRun=All", cm("dry")
+    )
+    assert r.code == 201 and json.loads(r.body)["metadata"]["name"] == "dry"
+    with pytest.raises(ApiException):
+        await v1.read_namespaced_config_map("dry", NS)
+    await v1.delete_collection_namespaced_config_map(NS, label_selector="app=dc")
+    left = await v1.list_namespaced_config_map(NS)
+    assert [c.metadata.name for c in left.items] == ["dc2"]
+
+
+async def test_send_initial_events(k8s, v1):
+    await v1.create_namespaced_config_map(NS, cm("i1"))
+    r = await raw(
+        k8s,
+        "GET",
+        "/api/v1/namespaces/default/configmaps?watch=1&sendInitialEvents=true"
+        "&allowWatchBookmarks=true&resourceVersionMatch=NotOlderThan&timeoutSeconds=1",
+    )
+    events = [json.loads(line) for line in r.body.decode().splitlines()]
+    assert (
+        events[0]["type"] == "ADDED" and events[0]["object"]["metadata"]["name"] == "i1"
+    )
+    assert events[1]["type"] == "BOOKMARK"
+    assert events[1]["object"]["metadata"]["annotations"] == {
+        "k8s.io/initial-events-end": "true"
+    }
+
+
+def test_cli_flags_build_the_configs():
+    from classroom_spawner.local.kube.__main__ import build_parser, configs_from_args
+
+    args = build_parser().parse_args(
+        [
+            "--state-dir",
+            "/tmp/x",
+            "--provision-delay",
+            "2",
+            "--provision-max-in-flight",
+            "4",
+            "--image-pull-delay",
+            "5",
+            "--api-error-rate",
+            "0.1",
+            "--api-error-codes",
+            "503,429",
+            "--outage",
+            "10:5",
+            "--outage-mode",
+            "refuse",
+            "--fail-init-container",
+            "lessons",
+            "--seed",
+            "3",
+            "--singleuser",
+            "light",
+            "--present-image",
+            "img:1",
+            "--image-entrypoint",
+            "img:1=tini -g --",
+        ]
+    )
+    faults, kubelet = configs_from_args(args)
+    assert faults.provision_delay == 2 and faults.provision_max_in_flight == 4
+    assert faults.image_pull_delay == 5 and faults.api_error_rate == 0.1
+    assert faults.api_error_codes == [503, 429] and faults.outages == [(10.0, 5.0)]
+    assert faults.outage_mode == "refuse" and faults.fail_init_containers == ["lessons"]
+    assert faults.seed == 3
+    assert kubelet.singleuser == "light" and kubelet.present_images == ["img:1"]
+    assert kubelet.image_entrypoints == {"img:1": ["tini", "-g", "--"]}

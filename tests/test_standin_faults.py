@@ -22,7 +22,12 @@ HOME = [{"name": "home", "mountPath": "/home/jovyan"}]
 
 
 def kubelet_config():
-    return KubeletConfig(backoff_base=0.2, backoff_max=1.0, provision_retry_base=0.1, provision_retry_max=0.5)
+    return KubeletConfig(
+        backoff_base=0.2,
+        backoff_max=1.0,
+        provision_retry_base=0.1,
+        provision_retry_max=0.5,
+    )
 
 
 @pytest.fixture
@@ -56,7 +61,9 @@ async def set_faults(k8s, **changes):
 
 
 async def events_for(v1, name):
-    evs = await v1.list_namespaced_event(NS, field_selector=f"involvedObject.name={name}")
+    evs = await v1.list_namespaced_event(
+        NS, field_selector=f"involvedObject.name={name}"
+    )
     return [(e.type, e.reason, e.message) for e in evs.items]
 
 
@@ -71,7 +78,9 @@ async def test_provisioning_delay_and_limit_in_flight(k8s, v1):
 
     async def watch_claims():
         w = watch.Watch()
-        async with w.stream(v1.list_namespaced_persistent_volume_claim, NS, timeout_seconds=30) as s:
+        async with w.stream(
+            v1.list_namespaced_persistent_volume_claim, NS, timeout_seconds=30
+        ) as s:
             async for event in s:
                 pvc = event["object"]
                 if pvc.status.phase == "Bound" and pvc.metadata.name not in bound_order:
@@ -104,20 +113,31 @@ async def test_failing_provisioner(k8s, v1):
         pod_manifest(
             "x",
             ["sleep", "600"],
-            volumes=[{"name": "home", "persistentVolumeClaim": {"claimName": "claim-x"}}],
+            volumes=[
+                {"name": "home", "persistentVolumeClaim": {"claimName": "claim-x"}}
+            ],
             mounts=HOME,
         ),
     )
 
     async def failed_twice():
         # repeated failures are folded into one event with a count
-        ev = (await v1.list_namespaced_event(NS, field_selector="reason=ProvisioningFailed")).items
+        ev = (
+            await v1.list_namespaced_event(
+                NS, field_selector="reason=ProvisioningFailed"
+            )
+        ).items
         return ev if ev and ev[0].count >= 2 else None
 
     ev = (await wait_for(failed_twice, 20))[0]
     assert ev.type == "Warning"
-    assert ev.message == 'failed to provision volume with StorageClass "standard": injected provisioner failure'
-    assert (await v1.read_namespaced_persistent_volume_claim("claim-x", NS)).status.phase == "Pending"
+    assert (
+        ev.message
+        == 'failed to provision volume with StorageClass "standard": injected provisioner failure'
+    )
+    assert (
+        await v1.read_namespaced_persistent_volume_claim("claim-x", NS)
+    ).status.phase == "Pending"
     assert await phase_of(v1, "x") == "Pending"
     assert ("Warning", "FailedScheduling") in [e[:2] for e in await events_for(v1, "x")]
 
@@ -132,7 +152,9 @@ async def _is(awaitable, value):
 
 async def test_image_pull_failure(k8s, v1):
     await set_faults(k8s, fail_images=["example/missing:1"])
-    await v1.create_namespaced_pod(NS, pod_manifest("img", ["sleep", "600"], image="example/missing:1"))
+    await v1.create_namespaced_pod(
+        NS, pod_manifest("img", ["sleep", "600"], image="example/missing:1")
+    )
 
     async def backing_off():
         pod = await v1.read_namespaced_pod("img", NS)
@@ -159,11 +181,14 @@ async def test_api_error_rate_is_seeded(tmp_path):
                 if r.code != 200:
                     status = json.loads(r.body)
                     assert status["kind"] == "Status" and status["code"] == r.code
-                    assert status["reason"] == {
-                        500: "InternalError",
-                        503: "ServiceUnavailable",
-                        429: "TooManyRequests",
-                    }[r.code]
+                    assert (
+                        status["reason"]
+                        == {
+                            500: "InternalError",
+                            503: "ServiceUnavailable",
+                            429: "TooManyRequests",
+                        }[r.code]
+                    )
                 if r.code == 429:
                     assert r.headers["Retry-After"] == "1"
             return seen
@@ -230,7 +255,9 @@ async def test_outage_503_cuts_watches(k8s, v1):
 
 
 async def test_outage_refusing_connections(tmp_path):
-    async with KubeStandin(tmp_path / "k8s", faults=Faults(outage_mode="refuse")) as k8s:
+    async with KubeStandin(
+        tmp_path / "k8s", faults=Faults(outage_mode="refuse")
+    ) as k8s:
         async with core_client(k8s.kubeconfig_path) as v1:
             await v1.list_namespaced_pod(NS)
             k8s.faults.open_outage(1.5)
@@ -316,14 +343,18 @@ async def test_kubespawner_reflector_recovers_from_outage_and_compaction(k8s, v1
     labels = {"component": "singleuser-server"}
     try:
         await reflector.start()
-        await v1.create_namespaced_pod(NS, pod_manifest("r1", ["sleep", "600"], labels=labels))
+        await v1.create_namespaced_pod(
+            NS, pod_manifest("r1", ["sleep", "600"], labels=labels)
+        )
         await wait_for(lambda: "default/r1" in reflector.resources, 10)
 
         # outage: the watch is cut, requests fail for a while, the reflector backs off and re-lists
         k8s.faults.open_outage(1.0)
         await asyncio.sleep(0.3)
         k8s.faults.end_outage()
-        await v1.create_namespaced_pod(NS, pod_manifest("r2", ["sleep", "600"], labels=labels))
+        await v1.create_namespaced_pod(
+            NS, pod_manifest("r2", ["sleep", "600"], labels=labels)
+        )
         await wait_for(lambda: "default/r2" in reflector.resources, 30)
 
         # history compacted while the watch is down: the re-list picks up the change
@@ -347,4 +378,6 @@ async def v1_direct_create(k8s, name, labels):
     """Create a pod through the registry (the API is down for clients)."""
     from classroom_spawner.local.kube.resources import RESOURCES
 
-    k8s.registry.create(RESOURCES["pods"], NS, pod_manifest(name, ["sleep", "600"], labels=labels))
+    k8s.registry.create(
+        RESOURCES["pods"], NS, pod_manifest(name, ["sleep", "600"], labels=labels)
+    )

@@ -1,6 +1,5 @@
 """The process kubelet and the provisioner of the Kubernetes stand-in."""
 
-import asyncio
 import base64
 import json
 import os
@@ -10,7 +9,7 @@ import pytest
 from kubernetes_asyncio.client.exceptions import ApiException
 from tornado.httpclient import AsyncHTTPClient
 
-from classroom_spawner.local.kube import Faults, KubeletConfig, KubeStandin
+from classroom_spawner.local.kube import KubeletConfig, KubeStandin
 from classroom_spawner.local.kube.testing import (
     core_client,
     marked_processes,
@@ -63,7 +62,11 @@ async def running_and_ready(v1, name, timeout=30):
     async def check():
         pod = await v1.read_namespaced_pod(name, NS)
         statuses = pod.status.container_statuses or []
-        if pod.status.phase == "Running" and statuses and all(c.ready for c in statuses):
+        if (
+            pod.status.phase == "Running"
+            and statuses
+            and all(c.ready for c in statuses)
+        ):
             return pod
         return None
 
@@ -71,7 +74,9 @@ async def running_and_ready(v1, name, timeout=30):
 
 
 async def events_for(v1, name):
-    evs = await v1.list_namespaced_event(NS, field_selector=f"involvedObject.name={name}")
+    evs = await v1.list_namespaced_event(
+        NS, field_selector=f"involvedObject.name={name}"
+    )
     return [(e.reason, e.message) for e in evs.items]
 
 
@@ -88,7 +93,9 @@ async def gone(v1, name, timeout=30):
 
 async def test_pvc_is_provisioned_and_bound(k8s, v1):
     k8s.faults.update({"provision_delay": 0.3})
-    pvc = await v1.create_namespaced_persistent_volume_claim(NS, pvc_manifest("claim-a", "2Gi"))
+    pvc = await v1.create_namespaced_persistent_volume_claim(
+        NS, pvc_manifest("claim-a", "2Gi")
+    )
     assert pvc.status.phase == "Pending"
 
     async def bound():
@@ -103,14 +110,20 @@ async def test_pvc_is_provisioned_and_bound(k8s, v1):
     reasons = [r for r, _ in await events_for(v1, "claim-a")]
     assert reasons == ["ExternalProvisioning", "Provisioning", "ProvisioningSucceeded"]
     # a claim without a storage class only binds statically: stays Pending
-    await v1.create_namespaced_persistent_volume_claim(NS, pvc_manifest("static", storage_class=""))
+    await v1.create_namespaced_persistent_volume_claim(
+        NS, pvc_manifest("static", storage_class="")
+    )
     await wait_for(lambda: events_for(v1, "static"), 5)
-    assert (await v1.read_namespaced_persistent_volume_claim("static", NS)).status.phase == "Pending"
+    assert (
+        await v1.read_namespaced_persistent_volume_claim("static", NS)
+    ).status.phase == "Pending"
 
 
 async def test_pod_lifecycle_with_volume_init_env_and_logs(k8s, v1):
     k8s.faults.update({"provision_delay": 0.3})
-    await v1.create_namespaced_secret(NS, {"metadata": {"name": "creds"}, "stringData": {"token": "s3cret"}})
+    await v1.create_namespaced_secret(
+        NS, {"metadata": {"name": "creds"}, "stringData": {"token": "s3cret"}}
+    )
     await v1.create_namespaced_persistent_volume_claim(NS, pvc_manifest("claim-alice"))
     server = (
         "import http.server, os, sys\n"
@@ -124,13 +137,28 @@ async def test_pod_lifecycle_with_volume_init_env_and_logs(k8s, v1):
         "alice",
         [PY, "-c", server],
         labels={"component": "singleuser-server"},
-        init=[("lessons", ["sh", "-c", "mkdir -p /home/jovyan/lessons && echo hi > /home/jovyan/lessons/README && echo \"home is $HOME\""])],
+        init=[
+            (
+                "lessons",
+                [
+                    "sh",
+                    "-c",
+                    "mkdir -p /home/jovyan/lessons && echo hi > /home/jovyan/lessons/README && echo \"home is $HOME\"",
+                ],
+            )
+        ],
         volumes=home_volume("claim-alice"),
         mounts=HOME_MOUNT,
         env=[
             {"name": "BIND", "value": "0.0.0.0:8888"},
-            {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "token"}}},
-            {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+            {
+                "name": "TOKEN",
+                "valueFrom": {"secretKeyRef": {"name": "creds", "key": "token"}},
+            },
+            {
+                "name": "POD_NAME",
+                "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}},
+            },
         ],
     )
     await v1.create_namespaced_pod(NS, pod)
@@ -162,7 +190,7 @@ async def test_pod_lifecycle_with_volume_init_env_and_logs(k8s, v1):
 
     pvc = await v1.read_namespaced_persistent_volume_claim("claim-alice", NS)
     home = os.path.join(k8s.state_dir, "volumes", pvc.spec.volume_name)
-    seen = await wait_for(lambda: os.path.exists(os.path.join(home, "seen.txt")), 10)
+    await wait_for(lambda: os.path.exists(os.path.join(home, "seen.txt")), 10)
     with open(os.path.join(home, "seen.txt")) as f:
         assert f.read() == f"s3cret alice {home}"
 
@@ -175,11 +203,18 @@ async def test_pod_lifecycle_with_volume_init_env_and_logs(k8s, v1):
     assert reasons[0] == "FailedScheduling"
     assert reasons[1] == "Scheduled"
     assert reasons[2:] == [
-        "Pulling", "Pulled", "Created", "Started",  # init container
-        "Pulled", "Created", "Started",  # main: the image is now present
+        "Pulling",
+        "Pulled",
+        "Created",
+        "Started",  # init container
+        "Pulled",
+        "Created",
+        "Started",  # main: the image is now present
     ]
     messages = dict(await events_for(v1, "alice"))
-    assert messages["Scheduled"] == "Successfully assigned default/alice to standin-node"
+    assert (
+        messages["Scheduled"] == "Successfully assigned default/alice to standin-node"
+    )
     assert k8s.stats()["processes"] == 1
 
     await v1.delete_namespaced_pod("alice", NS, grace_period_seconds=2)
@@ -188,7 +223,11 @@ async def test_pod_lifecycle_with_volume_init_env_and_logs(k8s, v1):
     assert terminating.metadata.deletion_timestamp is not None
     await gone(v1, "alice")
     stats = k8s.stats()
-    assert stats["processes"] == 0 and stats["pod_dirs"] == 0 and stats["pod_ips_in_use"] == 0
+    assert (
+        stats["processes"] == 0
+        and stats["pod_dirs"] == 0
+        and stats["pod_ips_in_use"] == 0
+    )
     assert marked_processes(k8s.id) == []
     assert "Killing" in [r for r, _ in await events_for(v1, "alice")]
     # the claim and its data stay
@@ -205,7 +244,9 @@ async def test_every_process_of_a_pod_is_killed(k8s, v1):
         "print('started', flush=True)\n"
         "time.sleep(600)\n"
     )
-    await v1.create_namespaced_pod(NS, pod_manifest("stubborn", [PY, "-c", script], grace=1))
+    await v1.create_namespaced_pod(
+        NS, pod_manifest("stubborn", [PY, "-c", script], grace=1)
+    )
     await running_and_ready(v1, "stubborn")
     await wait_for(lambda: len(marked_processes(k8s.id)) == 2, 10)
     await v1.delete_namespaced_pod("stubborn", NS)
@@ -214,7 +255,9 @@ async def test_every_process_of_a_pod_is_killed(k8s, v1):
 
 
 async def test_force_delete_kills_at_once(k8s, v1):
-    await v1.create_namespaced_pod(NS, pod_manifest("quick", ["sleep", "600"], grace=30))
+    await v1.create_namespaced_pod(
+        NS, pod_manifest("quick", ["sleep", "600"], grace=30)
+    )
     await running_and_ready(v1, "quick")
     await v1.delete_namespaced_pod("quick", NS, grace_period_seconds=0)
     # removed from the API immediately, processes killed right after
@@ -280,7 +323,9 @@ async def test_phases_restarts_and_termination_message(k8s, v1):
 async def test_init_container_failure_blocks_the_pod(k8s, v1):
     await v1.create_namespaced_pod(
         NS,
-        pod_manifest("blocked", ["sleep", "600"], init=[("clone", ["sh", "-c", "exit 2"])]),
+        pod_manifest(
+            "blocked", ["sleep", "600"], init=[("clone", ["sh", "-c", "exit 2"])]
+        ),
     )
 
     async def backing_off():
@@ -291,14 +336,19 @@ async def test_init_container_failure_blocks_the_pod(k8s, v1):
     pod = await wait_for(backing_off, 20)
     assert pod.status.phase == "Pending"
     init_cond = next(c for c in pod.status.conditions if c.type == "Initialized")
-    assert init_cond.status == "False" and init_cond.reason == "ContainersNotInitialized"
+    assert (
+        init_cond.status == "False" and init_cond.reason == "ContainersNotInitialized"
+    )
     assert pod.status.container_statuses[0].state.waiting.reason == "PodInitializing"
     await v1.delete_namespaced_pod("blocked", NS, grace_period_seconds=0)
 
     await v1.create_namespaced_pod(
         NS,
         pod_manifest(
-            "blocked-never", ["sleep", "600"], init=[("clone", ["false"])], restart_policy="Never"
+            "blocked-never",
+            ["sleep", "600"],
+            init=[("clone", ["false"])],
+            restart_policy="Never",
         ),
     )
     pod = await pod_phase(v1, "blocked-never", "Failed")
@@ -309,20 +359,36 @@ async def test_init_container_failure_blocks_the_pod(k8s, v1):
 async def test_missing_secret_is_a_config_error_until_created(k8s, v1):
     env = [{"name": "X", "valueFrom": {"secretKeyRef": {"name": "later", "key": "x"}}}]
     await v1.create_namespaced_pod(
-        NS, pod_manifest("waits", [PY, "-c", "import os; print(os.environ['X'])"], env=env, restart_policy="Never")
+        NS,
+        pod_manifest(
+            "waits",
+            [PY, "-c", "import os; print(os.environ['X'])"],
+            env=env,
+            restart_policy="Never",
+        ),
     )
 
     async def config_error():
         pod = await v1.read_namespaced_pod("waits", NS)
         st = (pod.status.container_statuses or [None])[0]
         waiting = st and st.state.waiting
-        return waiting if waiting and waiting.reason == "CreateContainerConfigError" else None
+        return (
+            waiting
+            if waiting and waiting.reason == "CreateContainerConfigError"
+            else None
+        )
 
     waiting = await wait_for(config_error, 10)
     assert waiting.message == 'secret "later" not found'
-    assert ("Failed", 'Error: secret "later" not found') in await events_for(v1, "waits")
+    assert ("Failed", 'Error: secret "later" not found') in await events_for(
+        v1, "waits"
+    )
     await v1.create_namespaced_secret(
-        NS, {"metadata": {"name": "later"}, "data": {"x": base64.b64encode(b"now").decode()}}
+        NS,
+        {
+            "metadata": {"name": "later"},
+            "data": {"x": base64.b64encode(b"now").decode()},
+        },
     )
     await pod_phase(v1, "waits", "Succeeded")
     assert await v1.read_namespaced_pod_log("waits", NS) == "now\n"
@@ -350,7 +416,10 @@ async def test_pvc_protection_keeps_data_while_in_use(k8s, v1):
     assert os.path.exists(os.path.join(path, "file"))
     # a new pod can't use a claim that is being deleted
     await v1.create_namespaced_pod(
-        NS, pod_manifest("late", ["true"], volumes=home_volume("claim-bob"), mounts=HOME_MOUNT)
+        NS,
+        pod_manifest(
+            "late", ["true"], volumes=home_volume("claim-bob"), mounts=HOME_MOUNT
+        ),
     )
     await wait_for(lambda: events_for(v1, "late"), 5)
     assert "is being deleted" in (await events_for(v1, "late"))[0][1]
@@ -373,16 +442,22 @@ async def test_pvc_protection_keeps_data_while_in_use(k8s, v1):
 
 async def test_image_pulls(k8s, v1):
     k8s.faults.update({"image_pull_delay": 0.2})
-    await v1.create_namespaced_pod(NS, pod_manifest("first", ["true"], image="example/lab:1"))
+    await v1.create_namespaced_pod(
+        NS, pod_manifest("first", ["true"], image="example/lab:1")
+    )
     await pod_phase(v1, "first", "Succeeded")
     msgs = dict(await events_for(v1, "first"))
     assert msgs["Pulling"] == 'Pulling image "example/lab:1"'
     assert msgs["Pulled"].startswith('Successfully pulled image "example/lab:1" in ')
-    await v1.create_namespaced_pod(NS, pod_manifest("second", ["true"], image="example/lab:1"))
+    await v1.create_namespaced_pod(
+        NS, pod_manifest("second", ["true"], image="example/lab:1")
+    )
     await pod_phase(v1, "second", "Succeeded")
     msgs = dict(await events_for(v1, "second"))
     assert "Pulling" not in msgs
-    assert msgs["Pulled"] == 'Container image "example/lab:1" already present on machine'
+    assert (
+        msgs["Pulled"] == 'Container image "example/lab:1" already present on machine'
+    )
 
 
 async def test_light_singleuser(tmp_path):
@@ -390,31 +465,52 @@ async def test_light_singleuser(tmp_path):
     async with KubeStandin(tmp_path / "k8s", kubelet=kubelet) as k8s:
         async with core_client(k8s.kubeconfig_path) as v1:
             env = [
-                {"name": "JUPYTERHUB_SERVICE_URL", "value": "http://0.0.0.0:8888/user/carol/"},
+                {
+                    "name": "JUPYTERHUB_SERVICE_URL",
+                    "value": "http://0.0.0.0:8888/user/carol/",
+                },
                 {"name": "JUPYTERHUB_SERVICE_PREFIX", "value": "/user/carol/"},
             ]
             await v1.create_namespaced_pod(
                 NS,
-                pod_manifest("carol", ["jupyterhub-singleuser"], env=env, init=[("init", ["true"])]),
+                pod_manifest(
+                    "carol",
+                    ["jupyterhub-singleuser"],
+                    env=env,
+                    init=[("init", ["true"])],
+                ),
             )
             pod = await running_and_ready(v1, "carol")
             ip = pod.status.pod_ip
             r = await AsyncHTTPClient().fetch(f"http://{ip}:8888/user/carol/api/status")
-            assert set(json.loads(r.body)) == {"started", "last_activity", "connections", "kernels"}
-            r = await AsyncHTTPClient().fetch(f"http://{ip}:8888/elsewhere", raise_error=False)
+            assert set(json.loads(r.body)) == {
+                "started",
+                "last_activity",
+                "connections",
+                "kernels",
+            }
+            r = await AsyncHTTPClient().fetch(
+                f"http://{ip}:8888/elsewhere", raise_error=False
+            )
             assert r.code == 404
             stats = k8s.stats()
             assert stats["light_servers"] == 1 and stats["processes"] == 0
             await v1.delete_namespaced_pod("carol", NS, grace_period_seconds=1)
             await gone(v1, "carol")
             assert k8s.stats()["light_servers"] == 0
-            assert await http_get(f"http://{ip}:8888/user/carol/api") is None  # nothing listens
+            assert (
+                await http_get(f"http://{ip}:8888/user/carol/api") is None
+            )  # nothing listens
 
 
 async def test_owner_references_are_garbage_collected(k8s, v1):
     pod = await v1.create_namespaced_pod(NS, pod_manifest("owner", ["sleep", "600"]))
-    owner = [{"apiVersion": "v1", "kind": "Pod", "name": "owner", "uid": pod.metadata.uid}]
-    await v1.create_namespaced_secret(NS, {"metadata": {"name": "owned", "ownerReferences": owner}})
+    owner = [
+        {"apiVersion": "v1", "kind": "Pod", "name": "owner", "uid": pod.metadata.uid}
+    ]
+    await v1.create_namespaced_secret(
+        NS, {"metadata": {"name": "owned", "ownerReferences": owner}}
+    )
     await v1.delete_namespaced_pod("owner", NS, grace_period_seconds=0)
 
     async def secret_gone():

@@ -16,9 +16,7 @@ pytestmark = pytest.mark.hub
 
 NS = "default"
 
-KUBESPAWNER_CONFIG = (
-    DUMMY_AUTH_CONFIG
-    + """
+KUBESPAWNER_CONFIG = DUMMY_AUTH_CONFIG + """
 c.JupyterHub.spawner_class = "kubespawner.KubeSpawner"
 c.KubeSpawner.namespace = "default"
 c.KubeSpawner.image = "quay.io/jupyterhub/k8s-singleuser-sample:4.2.0"
@@ -32,7 +30,6 @@ c.KubeSpawner.http_timeout = 120
 # answer spawn requests at once (202), so the progress stream can be followed
 c.JupyterHub.tornado_settings = {"slow_spawn_timeout": 0}
 """
-)
 
 
 @pytest.fixture
@@ -73,7 +70,10 @@ async def test_kubespawner_starts_and_stops_real_singleuser(k8s, hub, tmp_path):
     # claim was provisioned), the image pull, the container start
     messages = [e["message"] for e in events]
     assert events[-1]["ready"] is True
-    assert any("Successfully assigned default/jupyter-alice to standin-node" in m for m in messages)
+    assert any(
+        "Successfully assigned default/jupyter-alice to standin-node" in m
+        for m in messages
+    )
     reasons = [e["raw_event"]["reason"] for e in events if "raw_event" in e]
     assert reasons == [
         "FailedScheduling",  # the claim was still being provisioned
@@ -97,7 +97,9 @@ async def test_kubespawner_starts_and_stops_real_singleuser(k8s, hub, tmp_path):
     assert r.code in (403, 302)
 
     async with core_client(k8s.kubeconfig_path) as v1:
-        pods = await v1.list_namespaced_pod(NS, label_selector="component=singleuser-server")
+        pods = await v1.list_namespaced_pod(
+            NS, label_selector="component=singleuser-server"
+        )
         by_name = {p.metadata.name: p for p in pods.items}
         assert set(by_name) == {"jupyter-alice", "jupyter-bob"}
         # both listen on 8888, each on its own pod IP
@@ -119,10 +121,16 @@ async def test_kubespawner_starts_and_stops_real_singleuser(k8s, hub, tmp_path):
         assert pods.items == []
         # the claims stay (KubeSpawner deletes them only when a user is deleted)
         claims = await v1.list_namespaced_persistent_volume_claim(NS)
-        assert sorted(c.metadata.name for c in claims.items) == ["claim-alice", "claim-bob"]
+        assert sorted(c.metadata.name for c in claims.items) == [
+            "claim-alice",
+            "claim-bob",
+        ]
 
     stats = await wait_for(
-        lambda: _settled(k8s), 30, interval=0.2, message="processes or pod dirs left behind"
+        lambda: _settled(k8s),
+        30,
+        interval=0.2,
+        message="processes or pod dirs left behind",
     )
     assert stats["pod_ips_in_use"] == 0
     assert marked_processes(k8s.info["standin_id"]) == []
@@ -140,6 +148,10 @@ async def _no_watches(k8s):
 
 async def _settled(k8s):
     stats = await k8s.astats()
-    if stats["processes"] == 0 and stats["pod_dirs"] == 0 and stats["marked_processes"] == 0:
+    if (
+        stats["processes"] == 0
+        and stats["pod_dirs"] == 0
+        and stats["marked_processes"] == 0
+    ):
         return stats
     return None

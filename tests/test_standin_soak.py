@@ -24,7 +24,10 @@ CONCURRENCY = 25
 def user_pod(i):
     name = f"jupyter-user{i}"
     env = [
-        {"name": "JUPYTERHUB_SERVICE_URL", "value": f"http://0.0.0.0:8888/user/user{i}/"},
+        {
+            "name": "JUPYTERHUB_SERVICE_URL",
+            "value": f"http://0.0.0.0:8888/user/user{i}/",
+        },
         {"name": "JUPYTERHUB_SERVICE_PREFIX", "value": f"/user/user{i}/"},
     ]
     return pod_manifest(
@@ -32,7 +35,9 @@ def user_pod(i):
         ["jupyterhub-singleuser"],
         labels={"component": "singleuser-server"},
         init=[("lessons", ["sh", "-c", "echo synced > /home/jovyan/.synced"])],
-        volumes=[{"name": "home", "persistentVolumeClaim": {"claimName": f"claim-user{i}"}}],
+        volumes=[
+            {"name": "home", "persistentVolumeClaim": {"claimName": f"claim-user{i}"}}
+        ],
         mounts=[{"name": "home", "mountPath": "/home/jovyan"}],
         env=env,
     )
@@ -81,7 +86,9 @@ async def test_200_pods_created_and_deleted_without_leaks(tmp_path):
             async def one_user(i):
                 name = f"jupyter-user{i}"
                 async with limit:
-                    await v1.create_namespaced_persistent_volume_claim(NS, pvc_manifest(f"claim-user{i}"))
+                    await v1.create_namespaced_persistent_volume_claim(
+                        NS, pvc_manifest(f"claim-user{i}")
+                    )
                     pod = await v1.create_namespaced_pod(NS, user_pod(i))
                     await asyncio.wait_for(ready[name].wait(), 120)
                     if i % 20 == 0:
@@ -92,7 +99,9 @@ async def test_200_pods_created_and_deleted_without_leaks(tmp_path):
                         answered.append(r.code)
                     await v1.delete_namespaced_pod(name, NS, grace_period_seconds=1)
                     await asyncio.wait_for(deleted[name].wait(), 120)
-                    await v1.delete_namespaced_persistent_volume_claim(f"claim-user{i}", NS)
+                    await v1.delete_namespaced_persistent_volume_claim(
+                        f"claim-user{i}", NS
+                    )
 
             await asyncio.gather(*(one_user(i) for i in range(N)))
             await asyncio.wait_for(follower, 60)
@@ -115,7 +124,9 @@ async def test_200_pods_created_and_deleted_without_leaks(tmp_path):
             )
             return s if done else None
 
-        stats = await wait_for(settled, 60, interval=0.2, message="the stand-in did not settle")
+        stats = await wait_for(
+            settled, 60, interval=0.2, message="the stand-in did not settle"
+        )
         assert stats["processes"] == 0
         assert stats["light_servers"] == 0
         assert stats["pod_dirs"] == 0

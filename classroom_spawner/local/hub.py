@@ -55,7 +55,6 @@ ADMIN_SCOPES = [
     "admin:users",
     "admin:servers",
     "admin:groups",
-    "admin:services",
     "tokens",
     "access:servers",
     "access:services",
@@ -86,7 +85,9 @@ def find_chp():
     for start in starts:
         d = start
         while True:
-            candidate = os.path.join(d, "node_modules", ".bin", "configurable-http-proxy")
+            candidate = os.path.join(
+                d, "node_modules", ".bin", "configurable-http-proxy"
+            )
             if os.path.exists(candidate):
                 return candidate
             parent = os.path.dirname(d)
@@ -161,7 +162,9 @@ class HubProcess:
     ):
         self.config = config
         self._own_workdir = workdir is None
-        self.workdir = os.path.abspath(workdir or tempfile.mkdtemp(prefix="classroom-hub-"))
+        self.workdir = os.path.abspath(
+            workdir or tempfile.mkdtemp(prefix="classroom-hub-")
+        )
         self.env = dict(env or {})
         self.ip = ip
         self.port = port or free_port(ip)
@@ -194,8 +197,7 @@ class HubProcess:
     # ---- config ----
 
     def base_config(self):
-        return textwrap.dedent(
-            f"""
+        return textwrap.dedent(f"""
             # written by classroom_spawner.local.hub
             c = get_config()  # noqa
             c.JupyterHub.ip = {self.ip!r}
@@ -219,8 +221,7 @@ class HubProcess:
                     "services": ["launcher-admin"],
                 }},
             ]
-            """
-        )
+            """)
 
     def write_config(self):
         os.makedirs(self.workdir, exist_ok=True)
@@ -288,7 +289,9 @@ class HubProcess:
             while self.proc.poll() is None and time.monotonic() < deadline:
                 await asyncio.sleep(0.1)
             if self.proc.poll() is None:
-                log.error("jupyterhub did not stop in %ss, killing it", self.stop_timeout)
+                log.error(
+                    "jupyterhub did not stop in %ss, killing it", self.stop_timeout
+                )
             self._kill_group(self.proc.pid)
             self.proc.wait()
         self._kill_proxy()
@@ -386,13 +389,19 @@ class HubProcess:
         )
         resp = await self.client.fetch(req, raise_error=False)
         if resp.code == 599 and resp.error is not None:
-            raise resp.error if isinstance(resp.error, OSError) else ConnectionError(str(resp.error))
+            raise (
+                resp.error
+                if isinstance(resp.error, OSError)
+                else ConnectionError(str(resp.error))
+            )
         result = Response(resp.code, resp.headers, resp.body or b"", url)
         if raise_error and resp.code >= 400:
             raise HubError(f"{method} {url} -> {resp.code}: {result.text[:2000]}")
         return result
 
-    async def api(self, method, path, json=None, token=None, raise_error=True, **kwargs):
+    async def api(
+        self, method, path, json=None, token=None, raise_error=True, **kwargs
+    ):
         """A request to the Hub's REST API (``path`` relative to ``/hub/api``).
 
         Uses the admin token unless ``token`` is given.
@@ -409,7 +418,9 @@ class HubProcess:
     # ---- conveniences ----
 
     async def create_user(self, name, admin=False):
-        r = await self.api("POST", f"users/{quote(name)}", json={"admin": admin}, raise_error=False)
+        r = await self.api(
+            "POST", f"users/{quote(name)}", json={"admin": admin}, raise_error=False
+        )
         if r.code not in (201, 409):
             raise HubError(f"could not create user {name}: {r.code} {r.text}")
         return (await self.api("GET", f"users/{quote(name)}")).json()
@@ -429,17 +440,28 @@ class HubProcess:
     async def start_server(self, name, server_name="", options=None, timeout=120):
         """Request a server and wait until the Hub reports it ready; the user model."""
         r = await self.api(
-            "POST", self._server_path(name, server_name), json=options or {}, raise_error=False
+            "POST",
+            self._server_path(name, server_name),
+            json=options or {},
+            raise_error=False,
         )
-        if r.code not in (201, 202, 400) or (r.code == 400 and "already running" not in r.text):
+        if r.code not in (201, 202, 400) or (
+            r.code == 400 and "already running" not in r.text
+        ):
             raise HubError(f"could not start server for {name}: {r.code} {r.text}")
-        return await self.wait_for_server(name, server_name, ready=True, timeout=timeout)
+        return await self.wait_for_server(
+            name, server_name, ready=True, timeout=timeout
+        )
 
     async def stop_server(self, name, server_name="", timeout=120):
-        r = await self.api("DELETE", self._server_path(name, server_name), raise_error=False)
+        r = await self.api(
+            "DELETE", self._server_path(name, server_name), raise_error=False
+        )
         if r.code not in (202, 204, 400, 404):
             raise HubError(f"could not stop server for {name}: {r.code} {r.text}")
-        return await self.wait_for_server(name, server_name, ready=None, timeout=timeout)
+        return await self.wait_for_server(
+            name, server_name, ready=None, timeout=timeout
+        )
 
     async def wait_for_server(self, name, server_name="", ready=True, timeout=120):
         """Wait until the server is ready (``ready=True``) or gone (``ready=None``)."""
@@ -453,7 +475,8 @@ class HubProcess:
                 return user
             if ready and not server and not user.get("pending"):
                 raise HubError(
-                    f"server {name}/{server_name} stopped while starting:\n" + self.read_log()[-4000:]
+                    f"server {name}/{server_name} stopped while starting:\n"
+                    + self.read_log()[-4000:]
                 )
             if time.monotonic() > deadline:
                 raise HubError(

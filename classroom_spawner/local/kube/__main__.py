@@ -30,7 +30,9 @@ def _outage(text):
         start, duration = text.split(":")
         return (float(start), float(duration))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected START:DURATION in seconds, not {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected START:DURATION in seconds, not {text!r}"
+        )
 
 
 def _entrypoint(text):
@@ -48,20 +50,42 @@ def build_parser():
         prog="python -m classroom_spawner.local.kube",
         description="A local stand-in for the Kubernetes API and a process kubelet (tests and demos only).",
     )
-    p.add_argument("--state-dir", required=True, help="volumes, pod dirs and logs go here")
+    p.add_argument(
+        "--state-dir", required=True, help="volumes, pod dirs and logs go here"
+    )
     p.add_argument("--port", type=int, default=0, help="0 picks a free port")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--kubeconfig", help="where to write the kubeconfig (default STATE_DIR/kubeconfig)")
-    p.add_argument("--namespace", default="default", help="the kubeconfig's default namespace")
-    p.add_argument("--token", default="auto", help="bearer token clients must send (default: random)")
-    p.add_argument("--no-auth", action="store_true", help="accept requests without a token")
-    p.add_argument("--ready-file", help="write {url, token, kubeconfig, pid} here once listening")
+    p.add_argument(
+        "--kubeconfig",
+        help="where to write the kubeconfig (default STATE_DIR/kubeconfig)",
+    )
+    p.add_argument(
+        "--namespace", default="default", help="the kubeconfig's default namespace"
+    )
+    p.add_argument(
+        "--token",
+        default="auto",
+        help="bearer token clients must send (default: random)",
+    )
+    p.add_argument(
+        "--no-auth", action="store_true", help="accept requests without a token"
+    )
+    p.add_argument(
+        "--ready-file", help="write {url, token, kubeconfig, pid} here once listening"
+    )
     p.add_argument("--config", help="JSON file with 'faults' and 'kubelet' settings")
     p.add_argument("--log-level", default="INFO")
 
     g = p.add_argument_group("API")
-    g.add_argument("--history-size", type=int, default=20000, help="changes kept for watch resumption")
-    g.add_argument("--field-validation", choices=["Strict", "Warn", "Ignore"], default="Strict")
+    g.add_argument(
+        "--history-size",
+        type=int,
+        default=20000,
+        help="changes kept for watch resumption",
+    )
+    g.add_argument(
+        "--field-validation", choices=["Strict", "Warn", "Ignore"], default="Strict"
+    )
     g.add_argument("--min-request-timeout", type=float, default=1800.0)
     g.add_argument("--bookmark-interval", type=float, default=5.0)
 
@@ -75,10 +99,21 @@ def build_parser():
     g.add_argument("--api-error-rate", type=float)
     g.add_argument("--api-error-codes", help="comma-separated, e.g. 500,503,429")
     g.add_argument("--api-error-watch", action="store_true", default=None)
-    g.add_argument("--outage", type=_outage, action="append", help="START:DURATION seconds after start (repeatable)")
+    g.add_argument(
+        "--outage",
+        type=_outage,
+        action="append",
+        help="START:DURATION seconds after start (repeatable)",
+    )
     g.add_argument("--outage-mode", choices=["503", "refuse"])
-    g.add_argument("--fail-init-container", action="append", help="init container name that fails (repeatable)")
-    g.add_argument("--fail-image", action="append", help="image whose pull fails (repeatable)")
+    g.add_argument(
+        "--fail-init-container",
+        action="append",
+        help="init container name that fails (repeatable)",
+    )
+    g.add_argument(
+        "--fail-image", action="append", help="image whose pull fails (repeatable)"
+    )
 
     g = p.add_argument_group("kubelet")
     g.add_argument("--singleuser", choices=["real", "light"])
@@ -86,7 +121,9 @@ def build_parser():
     g.add_argument("--pod-cidr")
     g.add_argument("--home")
     g.add_argument("--present-image", action="append")
-    g.add_argument("--image-entrypoint", type=_entrypoint, action="append", help="IMAGE=COMMAND")
+    g.add_argument(
+        "--image-entrypoint", type=_entrypoint, action="append", help="IMAGE=COMMAND"
+    )
     g.add_argument("--backoff-base", type=float)
     g.add_argument("--backoff-max", type=float)
     g.add_argument("--provision-retry-base", type=float)

@@ -5,7 +5,11 @@ import os
 import sys
 from dataclasses import dataclass, field
 
-SINGLEUSER_COMMANDS = ("jupyterhub-singleuser", "jupyter-labhub", "jupyterhub-singleuser.py")
+SINGLEUSER_COMMANDS = (
+    "jupyterhub-singleuser",
+    "jupyter-labhub",
+    "jupyterhub-singleuser.py",
+)
 
 
 def default_bin_dirs():
@@ -65,4 +69,6 @@ class KubeletConfig:
                 f"KubeletConfig.singleuser must be 'real' or 'light', not {self.singleuser!r}"
             )
         if not self.home.startswith("/"):
-            raise ValueError(f"KubeletConfig.home must be an absolute path, not {self.home!r}")
+            raise ValueError(
+                f"KubeletConfig.home must be an absolute path, not {self.home!r}"
+            )

@@ -27,9 +27,15 @@ import re
 import shutil
 import signal
 import subprocess
-import time
 
-from .procutil import alive, process_tree, processes_with_env, signal_group, signal_tree, wait_pid
+from .procutil import (
+    alive,
+    process_tree,
+    processes_with_env,
+    signal_group,
+    signal_tree,
+    wait_pid,
+)
 from .resources import RESOURCES
 
 log = logging.getLogger(__name__)
@@ -85,9 +91,13 @@ def _field_ref(pod, path, node_name):
     if path in simple:
         return simple[path] or ""
     if path == "metadata.labels":
-        return "\n".join(f'{k}="{v}"' for k, v in sorted((meta.get("labels") or {}).items()))
+        return "\n".join(
+            f'{k}="{v}"' for k, v in sorted((meta.get("labels") or {}).items())
+        )
     if path == "metadata.annotations":
-        return "\n".join(f'{k}="{v}"' for k, v in sorted((meta.get("annotations") or {}).items()))
+        return "\n".join(
+            f'{k}="{v}"' for k, v in sorted((meta.get("annotations") or {}).items())
+        )
     raise ConfigError(f'unsupported fieldRef "{path}"')
 
 
@@ -98,7 +108,9 @@ def _resource_field(container, ref):
     value = (res.get(kind) or {}).get(what)
     if value is None:
         # unset limits default to the node's allocatable
-        value = {"cpu": str(os.cpu_count() or 1), "memory": str(8 * 2**30)}.get(what, "0")
+        value = {"cpu": str(os.cpu_count() or 1), "memory": str(8 * 2**30)}.get(
+            what, "0"
+        )
     return str(value)
 
 
@@ -115,7 +127,9 @@ def _lookup(registry, namespace, kind, name, key, optional):
     data = obj.get("data") or {}
     if key is None:
         if kind == "secret":
-            return True, {k: base64.b64decode(v).decode(errors="replace") for k, v in data.items()}
+            return True, {
+                k: base64.b64decode(v).decode(errors="replace") for k, v in data.items()
+            }
         return True, dict(data)
     if key not in data:
         if optional:
@@ -138,7 +152,9 @@ def resolve_env(registry, pod, container, node_name):
             ref = src.get(field)
             if ref is None:
                 continue
-            found, values = _lookup(registry, ns, kind, ref.get("name"), None, ref.get("optional"))
+            found, values = _lookup(
+                registry, ns, kind, ref.get("name"), None, ref.get("optional")
+            )
             if found:
                 for k, v in values.items():
                     env[prefix + k] = v
@@ -152,7 +168,12 @@ def resolve_env(registry, pod, container, node_name):
                 kind = "secret" if "secretKeyRef" in src else "configmap"
                 ref = src.get("secretKeyRef") or src.get("configMapKeyRef")
                 found, value = _lookup(
-                    registry, ns, kind, ref.get("name"), ref.get("key"), ref.get("optional")
+                    registry,
+                    ns,
+                    kind,
+                    ref.get("name"),
+                    ref.get("key"),
+                    ref.get("optional"),
                 )
                 if found:
                     env[name] = value
@@ -272,7 +293,9 @@ class RealProcess:
             signal_tree(left, signal.SIGKILL)
             await asyncio.sleep(0.05)
         else:
-            log.error("processes of %s survived SIGKILL: %s", self.marker, sorted(alive(tree)))
+            log.error(
+                "processes of %s survived SIGKILL: %s", self.marker, sorted(alive(tree))
+            )
         return await self.wait()
 
 
@@ -291,7 +314,9 @@ class LightProcess:
         try:
             self.server.start()
         except OSError as e:
-            raise StartError(f"light singleuser could not listen on {self.server.ip}:{self.server.port}: {e}")
+            raise StartError(
+                f"light singleuser could not listen on {self.server.ip}:{self.server.port}: {e}"
+            )
 
     async def wait(self):
         return await asyncio.shield(self._done)

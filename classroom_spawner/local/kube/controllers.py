@@ -13,11 +13,10 @@
 
 import asyncio
 import logging
-import time
 
 from .defaults import PVC_PROTECTION
 from .resources import RESOURCES
-from .store import DELETED, MODIFIED
+from .store import DELETED
 from .timeutil import now, parse
 
 log = logging.getLogger(__name__)
@@ -66,7 +65,9 @@ class Controllers:
     def _on_change(self, resource, type_, obj, prev):
         meta = obj["metadata"]
         ns = meta.get("namespace")
-        if resource.plural == "persistentvolumeclaims" and meta.get("deletionTimestamp"):
+        if resource.plural == "persistentvolumeclaims" and meta.get(
+            "deletionTimestamp"
+        ):
             self._loop.call_soon(self._check_pvc, ns, meta["name"])
         if resource.plural == "pods":
             finished = (obj.get("status") or {}).get("phase") in ("Succeeded", "Failed")
@@ -95,7 +96,9 @@ class Controllers:
 
         def release(obj):
             obj["metadata"]["finalizers"] = [
-                f for f in obj["metadata"].get("finalizers") or [] if f != PVC_PROTECTION
+                f
+                for f in obj["metadata"].get("finalizers") or []
+                if f != PVC_PROTECTION
             ]
 
         self.registry.mutate(PVCS, namespace, name, release)
@@ -110,18 +113,30 @@ class Controllers:
                 owners = obj["metadata"].get("ownerReferences") or []
                 if not any(o.get("uid") == uid for o in owners):
                     continue
-                if any(self._owner_alive(namespace, o) for o in owners if o.get("uid") != uid):
+                if any(
+                    self._owner_alive(namespace, o)
+                    for o in owners
+                    if o.get("uid") != uid
+                ):
                     continue
                 try:
                     self.registry.delete(resource, namespace, obj["metadata"]["name"])
                 except Exception:
-                    log.debug("garbage collection of %s/%s failed", plural, obj["metadata"]["name"])
+                    log.debug(
+                        "garbage collection of %s/%s failed",
+                        plural,
+                        obj["metadata"]["name"],
+                    )
 
     def _owner_alive(self, namespace, ref):
-        resource = next((r for r in RESOURCES.values() if r.kind == ref.get("kind")), None)
+        resource = next(
+            (r for r in RESOURCES.values() if r.kind == ref.get("kind")), None
+        )
         if resource is None:
             return True
-        obj = self.store.peek(resource, namespace if resource.namespaced else None, ref.get("name"))
+        obj = self.store.peek(
+            resource, namespace if resource.namespaced else None, ref.get("name")
+        )
         return obj is not None and obj["metadata"].get("uid") == ref.get("uid")
 
     # namespace
@@ -136,9 +151,15 @@ class Controllers:
                         remaining += 1
                         if not obj["metadata"].get("deletionTimestamp"):
                             try:
-                                self.registry.delete(resource, name, obj["metadata"]["name"])
+                                self.registry.delete(
+                                    resource, name, obj["metadata"]["name"]
+                                )
                             except Exception:
-                                log.debug("namespace %s: could not delete %s", name, obj["metadata"]["name"])
+                                log.debug(
+                                    "namespace %s: could not delete %s",
+                                    name,
+                                    obj["metadata"]["name"],
+                                )
                 if not remaining:
                     break
                 await asyncio.sleep(0.2)

@@ -132,7 +132,9 @@ def forbidden(resource, name, why):
     )
 
 
-def method_not_allowed(message="the server does not allow this method on the requested resource"):
+def method_not_allowed(
+    message="the server does not allow this method on the requested resource",
+):
     return ApiError(405, "MethodNotAllowed", message)
 
 
@@ -150,7 +152,9 @@ def unauthorized():
     return ApiError(401, "Unauthorized", "Unauthorized")
 
 
-def internal_error(message="an error on the server has prevented the request from succeeding"):
+def internal_error(
+    message="an error on the server has prevented the request from succeeding",
+):
     return ApiError(500, "InternalError", f"Internal error occurred: {message}")
 
 

@@ -82,7 +82,9 @@ class EventRecorder:
             log.exception("could not record event %s %s", reason, message)
             return None
         self._seen[key] = name
-        log.debug("event %s/%s %s %s: %s", namespace, meta["name"], type_, reason, message)
+        log.debug(
+            "event %s/%s %s %s: %s", namespace, meta["name"], type_, reason, message
+        )
         return stored
 
     def forget(self, uid):

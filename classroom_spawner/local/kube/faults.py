@@ -72,14 +72,18 @@ class Faults:
         for name in ("provision_fail_rate", "api_error_rate"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
-                raise ValueError(f"Faults.{name} must be between 0 and 1, not {value!r}")
+                raise ValueError(
+                    f"Faults.{name} must be between 0 and 1, not {value!r}"
+                )
         for name in ("provision_delay", "image_pull_delay", "container_start_delay"):
             if getattr(self, name) < 0:
                 raise ValueError(f"Faults.{name} must not be negative")
         if self.provision_max_in_flight < 0:
             raise ValueError("Faults.provision_max_in_flight must not be negative")
         if self.outage_mode not in OUTAGE_MODES:
-            raise ValueError(f"Faults.outage_mode must be one of {OUTAGE_MODES}, not {self.outage_mode!r}")
+            raise ValueError(
+                f"Faults.outage_mode must be one of {OUTAGE_MODES}, not {self.outage_mode!r}"
+            )
         for code in self.api_error_codes:
             if code not in (429, 500, 502, 503, 504):
                 raise ValueError(f"Faults.api_error_codes: unsupported code {code!r}")
@@ -100,7 +104,11 @@ class FaultInjector:
         self.started = clock()
         self._rng = random.Random(self.faults.seed)
         self._outage_until = 0.0
-        self.injected = {"api_errors": 0, "outage_rejections": 0, "provision_failures": 0}
+        self.injected = {
+            "api_errors": 0,
+            "outage_rejections": 0,
+            "provision_failures": 0,
+        }
 
     def update(self, changes):
         """Change fields at runtime; ``outage`` (seconds) opens an outage now."""
@@ -132,7 +140,9 @@ class FaultInjector:
         if now < self._outage_until:
             return True
         elapsed = now - self.started
-        return any(start <= elapsed < start + length for start, length in self.faults.outages)
+        return any(
+            start <= elapsed < start + length for start, length in self.faults.outages
+        )
 
     def outage_remaining(self):
         now = self.clock()
@@ -160,7 +170,9 @@ class FaultInjector:
                 if code == 500:
                     raise errors.internal_error("injected fault")
                 if code == 504:
-                    raise errors.timeout("the server was unable to return a response in the time allotted")
+                    raise errors.timeout(
+                        "the server was unable to return a response in the time allotted"
+                    )
                 raise errors.ApiError(code, "InternalError", "injected fault")
 
     def provision_fails(self):

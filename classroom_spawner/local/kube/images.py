@@ -15,7 +15,11 @@ class NeverPullError(Exception):
 
 def image_id(image):
     digest = hashlib.sha256(image.encode()).hexdigest()
-    repo = image.split("@")[0].rsplit(":", 1)[0] if ":" in image.rsplit("/", 1)[-1] else image
+    repo = (
+        image.split("@")[0].rsplit(":", 1)[0]
+        if ":" in image.rsplit("/", 1)[-1]
+        else image
+    )
     return f"{repo}@sha256:{digest}"
 
 
@@ -41,7 +45,9 @@ class ImageStore:
         started = time.monotonic()
         pull = self._pulls.get(image)
         if pull is None:
-            delay = 0.0 if image in self.present else self.faults.faults.image_pull_delay
+            delay = (
+                0.0 if image in self.present else self.faults.faults.image_pull_delay
+            )
             pull = asyncio.ensure_future(self._pull(image, delay))
             self._pulls[image] = pull
             pull.add_done_callback(lambda f: self._pulls.pop(image, None))

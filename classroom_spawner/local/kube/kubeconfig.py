@@ -28,11 +28,15 @@ def kubeconfig_dict(server, token=None, namespace="default", name="classroom-sta
     }
 
 
-def write_kubeconfig(path, server, token=None, namespace="default", name="classroom-standin"):
+def write_kubeconfig(
+    path, server, token=None, namespace="default", name="classroom-standin"
+):
     """Write the kubeconfig (mode 0600) and return its path."""
     path = os.path.abspath(path)
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    data = yaml.safe_dump(kubeconfig_dict(server, token, namespace, name), sort_keys=False)
+    data = yaml.safe_dump(
+        kubeconfig_dict(server, token, namespace, name), sort_keys=False
+    )
     fd = os.open(path + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(data)

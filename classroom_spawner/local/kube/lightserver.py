@@ -86,10 +86,19 @@ class LightServer:
         self._server = None
 
     def start(self):
-        app = web.Application([(r"/.*", _LightHandler, {"state": self.state})], log_function=lambda h: None)
+        app = web.Application(
+            [(r"/.*", _LightHandler, {"state": self.state})],
+            log_function=lambda h: None,
+        )
         self._server = HTTPServer(app)
         self._server.add_sockets(bind_sockets(self.port, address=self.ip))
-        log.debug("light singleuser for %s on %s:%s%s", self.state["pod"], self.ip, self.port, self.state["base_url"])
+        log.debug(
+            "light singleuser for %s on %s:%s%s",
+            self.state["pod"],
+            self.ip,
+            self.port,
+            self.state["base_url"],
+        )
 
     async def stop(self):
         if self._server is not None:

@@ -102,14 +102,22 @@ def _merge_list(name, current, patch):
         return out
     mkey = _merge_key_for(name, patch or current)
     if not mkey or not all(isinstance(i, dict) for i in patch):
-        return [i for i in copy.deepcopy(patch) if not (isinstance(i, dict) and i.get("$patch"))]
+        return [
+            i
+            for i in copy.deepcopy(patch)
+            if not (isinstance(i, dict) and i.get("$patch"))
+        ]
     if any(isinstance(i, dict) and i.get("$patch") == "replace" for i in patch):
         return [copy.deepcopy(i) for i in patch if i.get("$patch") != "replace"]
     out = copy.deepcopy(current)
     for item in patch:
         key_value = item.get(mkey)
         idx = next(
-            (i for i, cur in enumerate(out) if isinstance(cur, dict) and cur.get(mkey) == key_value),
+            (
+                i
+                for i, cur in enumerate(out)
+                if isinstance(cur, dict) and cur.get(mkey) == key_value
+            ),
             None,
         )
         if item.get("$patch") == "delete":
@@ -137,7 +145,9 @@ def _walk(doc, parts, op):
         if isinstance(cur, dict):
             if part not in cur:
                 raise errors.ApiError(
-                    422, "Invalid", f"jsonpatch {op} operation does not apply: doc is missing path"
+                    422,
+                    "Invalid",
+                    f"jsonpatch {op} operation does not apply: doc is missing path",
                 )
             cur = cur[part]
         elif isinstance(cur, list):
@@ -145,11 +155,15 @@ def _walk(doc, parts, op):
                 cur = cur[int(part)]
             except (ValueError, IndexError):
                 raise errors.ApiError(
-                    422, "Invalid", f"jsonpatch {op} operation does not apply: doc is missing path"
+                    422,
+                    "Invalid",
+                    f"jsonpatch {op} operation does not apply: doc is missing path",
                 )
         else:
             raise errors.ApiError(
-                422, "Invalid", f"jsonpatch {op} operation does not apply: doc is missing path"
+                422,
+                "Invalid",
+                f"jsonpatch {op} operation does not apply: doc is missing path",
             )
     return cur
 
@@ -167,7 +181,11 @@ def _add(doc, parts, value, op="add"):
         else:
             idx = int(last)
             if idx > len(parent):
-                raise errors.ApiError(422, "Invalid", "jsonpatch add operation does not apply: index out of bounds")
+                raise errors.ApiError(
+                    422,
+                    "Invalid",
+                    "jsonpatch add operation does not apply: index out of bounds",
+                )
             parent.insert(idx, copy.deepcopy(value))
     return doc
 
@@ -181,7 +199,9 @@ def _remove(doc, parts, op="remove"):
         return parent.pop(int(last))
     except (KeyError, ValueError, IndexError):
         raise errors.ApiError(
-            422, "Invalid", f"jsonpatch {op} operation does not apply: doc is missing key: {'/' + '/'.join(parts)}"
+            422,
+            "Invalid",
+            f"jsonpatch {op} operation does not apply: doc is missing key: {'/' + '/'.join(parts)}",
         )
 
 
@@ -211,7 +231,9 @@ def json_patch(target, operations):
         elif kind == "test":
             if _walk(doc, parts, "test") != op.get("value"):
                 raise errors.ApiError(
-                    422, "Invalid", f"the server rejected our request due to an error in our request: testing value {op['path']} failed"
+                    422,
+                    "Invalid",
+                    f"the server rejected our request due to an error in our request: testing value {op['path']} failed",
                 )
         else:
             raise errors.bad_request(f"Unexpected kind: {kind}")

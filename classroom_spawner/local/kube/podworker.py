@@ -33,7 +33,9 @@ log = logging.getLogger(__name__)
 
 PODS = RESOURCES["pods"]
 PVCS = RESOURCES["persistentvolumeclaims"]
-PREEMPTION = "preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling."
+PREEMPTION = (
+    "preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling."
+)
 
 
 class _Container:
@@ -43,7 +45,9 @@ class _Container:
         self.spec = spec
         self.name = spec["name"]
         self.init = init
-        self.state = {"waiting": {"reason": "PodInitializing" if not init else "PodInitializing"}}
+        self.state = {
+            "waiting": {"reason": "PodInitializing" if not init else "PodInitializing"}
+        }
         self.last_state = {}
         self.restart_count = 0
         self.ready = False
@@ -87,12 +91,20 @@ class PodWorker:
             kubelet.state_dir, "pods", f"{self.namespace}_{self.name}_{self.uid}"
         )
         spec = pod.get("spec") or {}
-        self.init_containers = [_Container(c, True) for c in spec.get("initContainers") or []]
-        self.main_containers = [_Container(c, False) for c in spec.get("containers") or []]
+        self.init_containers = [
+            _Container(c, True) for c in spec.get("initContainers") or []
+        ]
+        self.main_containers = [
+            _Container(c, False) for c in spec.get("containers") or []
+        ]
         for c in self.main_containers:
             c.state = {
                 "waiting": {
-                    "reason": "PodInitializing" if self.init_containers else "ContainerCreating"
+                    "reason": (
+                        "PodInitializing"
+                        if self.init_containers
+                        else "ContainerCreating"
+                    )
                 }
             }
         self.ip = None
@@ -146,7 +158,12 @@ class PodWorker:
 
     def _event(self, type_, reason, message, container=None, component="kubelet"):
         self.k.recorder.record(
-            self.pod, type_, reason, message, component, container.field_path if container else None
+            self.pod,
+            type_,
+            reason,
+            message,
+            component,
+            container.field_path if container else None,
         )
 
     # ---- status ----
@@ -175,12 +192,19 @@ class PodWorker:
         if not all(c.ever_started or c.final for c in self.main_containers):
             return "Pending"
         if all(c.final for c in self.main_containers):
-            codes = [c.state.get("terminated", {}).get("exitCode", 1) for c in self.main_containers]
+            codes = [
+                c.state.get("terminated", {}).get("exitCode", 1)
+                for c in self.main_containers
+            ]
             return "Succeeded" if all(code == 0 for code in codes) else "Failed"
         return "Running"
 
     def _readiness_conditions(self):
-        waiting_init = [c.name for c in self.init_containers if "terminated" not in c.state or c.state["terminated"].get("exitCode") != 0]
+        waiting_init = [
+            c.name
+            for c in self.init_containers
+            if "terminated" not in c.state or c.state["terminated"].get("exitCode") != 0
+        ]
         if self.init_containers:
             if self.initialized:
                 self._condition("Initialized", "True")
@@ -199,8 +223,16 @@ class PodWorker:
             self._condition("ContainersReady", "True")
             self._condition("Ready", "True")
         else:
-            reason = "PodCompleted" if phase in ("Succeeded", "Failed") else "ContainersNotReady"
-            msg = None if reason == "PodCompleted" else f"containers with unready status: [{' '.join(not_ready)}]"
+            reason = (
+                "PodCompleted"
+                if phase in ("Succeeded", "Failed")
+                else "ContainersNotReady"
+            )
+            msg = (
+                None
+                if reason == "PodCompleted"
+                else f"containers with unready status: [{' '.join(not_ready)}]"
+            )
             self._condition("ContainersReady", "False", reason, msg)
             self._condition("Ready", "False", reason, msg)
 
@@ -211,14 +243,22 @@ class PodWorker:
         if self.scheduled:
             self._readiness_conditions()
         phase = self._phase()
-        order = ["PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady", "PodScheduled"]
+        order = [
+            "PodReadyToStartContainers",
+            "Initialized",
+            "Ready",
+            "ContainersReady",
+            "PodScheduled",
+        ]
 
         def apply(pod):
             if pod["metadata"].get("uid") != self.uid:
                 return False
             status = pod.setdefault("status", {})
             status["phase"] = phase
-            status["conditions"] = [self.conditions[t] for t in order if t in self.conditions]
+            status["conditions"] = [
+                self.conditions[t] for t in order if t in self.conditions
+            ]
             if self.scheduled:
                 status["hostIP"] = "127.0.0.1"
                 status["hostIPs"] = [{"ip": "127.0.0.1"}]
@@ -226,13 +266,17 @@ class PodWorker:
                 status["podIP"] = self.ip
                 status["podIPs"] = [{"ip": self.ip}] if self.ip else []
                 if self.init_containers:
-                    status["initContainerStatuses"] = [c.status() for c in self.init_containers]
+                    status["initContainerStatuses"] = [
+                        c.status() for c in self.init_containers
+                    ]
                 status["containerStatuses"] = [c.status() for c in self.main_containers]
             if status.get("podIP") is None:
                 status.pop("podIP", None)
             return None
 
-        self.pod = self.k.registry.mutate(PODS, self.namespace, self.name, apply) or self.pod
+        self.pod = (
+            self.k.registry.mutate(PODS, self.namespace, self.name, apply) or self.pod
+        )
 
     # ---- lifecycle ----
 
@@ -240,7 +284,9 @@ class PodWorker:
         lifecycle = asyncio.ensure_future(self._lifecycle())
         stopper = asyncio.ensure_future(self.stop_requested.wait())
         try:
-            await asyncio.wait({lifecycle, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(
+                {lifecycle, stopper}, return_when=asyncio.FIRST_COMPLETED
+            )
             if not self.stop_requested.is_set():
                 await stopper
         finally:
@@ -266,7 +312,9 @@ class PodWorker:
             log.exception("pod %s: kubelet error", self.ref)
 
     async def _schedule(self):
-        component = (self.pod.get("spec") or {}).get("schedulerName") or "default-scheduler"
+        component = (self.pod.get("spec") or {}).get(
+            "schedulerName"
+        ) or "default-scheduler"
         if self.scheduled:
             return
         last = None
@@ -285,13 +333,18 @@ class PodWorker:
         def bind(pod):
             pod["spec"]["nodeName"] = node
 
-        self.pod = self.k.registry.mutate(PODS, self.namespace, self.name, bind) or self.pod
+        self.pod = (
+            self.k.registry.mutate(PODS, self.namespace, self.name, bind) or self.pod
+        )
         self.scheduled = True
         self.start_time = rfc3339()
         self._condition("PodScheduled", "True")
         self.push_status()
         self._event(
-            NORMAL, "Scheduled", f"Successfully assigned {self.ref} to {node}", component=component
+            NORMAL,
+            "Scheduled",
+            f"Successfully assigned {self.ref} to {node}",
+            component=component,
         )
 
     def _unschedulable(self):
@@ -329,7 +382,11 @@ class PodWorker:
                 break
             except MountError as e:
                 vol = next(
-                    (v["name"] for v in self.pod["spec"].get("volumes") or [] if v["name"] not in self.volumes.host_paths),
+                    (
+                        v["name"]
+                        for v in self.pod["spec"].get("volumes") or []
+                        if v["name"] not in self.volumes.host_paths
+                    ),
                     "?",
                 )
                 msg = f'MountVolume.SetUp failed for volume "{vol}" : {e}'
@@ -373,7 +430,10 @@ class PodWorker:
 
     async def _crash_backoff(self, c):
         c.restart_count += 1
-        delay = min(self.k.config.backoff_base * 2 ** (c.restart_count - 1), self.k.config.backoff_max)
+        delay = min(
+            self.k.config.backoff_base * 2 ** (c.restart_count - 1),
+            self.k.config.backoff_max,
+        )
         c.last_state = {"terminated": c.state.get("terminated", {})}
         c.state = {
             "waiting": {
@@ -398,8 +458,17 @@ class PodWorker:
         delay = self.k.config.backoff_base
         while True:
             images = self.k.images
-            if policy != "Always" and c.image in images.present and c.image not in self.k.faults.faults.fail_images:
-                self._event(NORMAL, "Pulled", f'Container image "{c.image}" already present on machine', c)
+            if (
+                policy != "Always"
+                and c.image in images.present
+                and c.image not in self.k.faults.faults.fail_images
+            ):
+                self._event(
+                    NORMAL,
+                    "Pulled",
+                    f'Container image "{c.image}" already present on machine',
+                    c,
+                )
                 return
             self._event(NORMAL, "Pulling", f'Pulling image "{c.image}"', c)
             try:
@@ -412,7 +481,9 @@ class PodWorker:
                 await asyncio.sleep(delay)
                 continue
             except PullError as e:
-                self._event(WARNING, "Failed", f'Failed to pull image "{c.image}": {e}', c)
+                self._event(
+                    WARNING, "Failed", f'Failed to pull image "{c.image}": {e}', c
+                )
                 self._event(WARNING, "Failed", "Error: ErrImagePull", c)
                 c.state = {"waiting": {"reason": "ErrImagePull", "message": str(e)}}
                 self.push_status()
@@ -430,7 +501,12 @@ class PodWorker:
                 delay = min(delay * 2, self.k.config.backoff_max)
                 continue
             if result is None:
-                self._event(NORMAL, "Pulled", f'Container image "{c.image}" already present on machine', c)
+                self._event(
+                    NORMAL,
+                    "Pulled",
+                    f'Container image "{c.image}" already present on machine',
+                    c,
+                )
             else:
                 pulled, total = result
                 self._event(
@@ -450,7 +526,10 @@ class PodWorker:
         command = spec.get("command")
         if command is None:
             command = list(k.config.image_entrypoints.get(c.image, []))
-        argv = [ctr.expand(a, declared) for a in list(command) + list(spec.get("args") or [])]
+        argv = [
+            ctr.expand(a, declared)
+            for a in list(command) + list(spec.get("args") or [])
+        ]
         if not argv:
             raise ctr.ConfigError("no command specified")
         mounts = [
@@ -474,11 +553,15 @@ class PodWorker:
             if key == "PATH":
                 value = ":".join(k.config.bin_dirs + [value])
             env[key] = value
-        if os.geteuid() == 0 and not (k.config.run_as_user and self._run_as(c)[0] is not None):
+        if os.geteuid() == 0 and not (
+            k.config.run_as_user and self._run_as(c)[0] is not None
+        ):
             # images run their servers as a non-root user; here everything runs as
             # the stand-in's user, so tell Jupyter that root is fine
             env["JUPYTER_CONFIG_PATH"] = os.pathsep.join(
-                p for p in (k.allow_root_config_dir(), env.get("JUPYTER_CONFIG_PATH")) if p
+                p
+                for p in (k.allow_root_config_dir(), env.get("JUPYTER_CONFIG_PATH"))
+                if p
             )
         marker = f"{k.standin_id}/{self.uid}/{c.name}/{c.restart_count}"
         env[ctr.STANDIN_ENV] = k.standin_id
@@ -535,21 +618,32 @@ class PodWorker:
                 argv, env, cwd, cdir, term_host, marker = self._prepare(c)
                 break
             except ctr.ConfigError as e:
-                c.state = {"waiting": {"reason": "CreateContainerConfigError", "message": str(e)}}
+                c.state = {
+                    "waiting": {
+                        "reason": "CreateContainerConfigError",
+                        "message": str(e),
+                    }
+                }
                 self.push_status()
                 self._event(WARNING, "Failed", f"Error: {e}", c)
                 await self._wait_kick(delay)
                 delay = min(delay * 2, self.k.config.backoff_max)
         log_path = os.path.join(cdir, f"{c.restart_count}.log")
         if c.init and c.name in self.k.faults.faults.fail_init_containers:
-            argv = [sys.executable, "-c", "import sys; print('injected failure'); sys.exit(1)"]
+            argv = [
+                sys.executable,
+                "-c",
+                "import sys; print('injected failure'); sys.exit(1)",
+            ]
         if self._is_light(c, argv):
             proc = self._light_process(c, env)
         else:
             user = group = None
             if self.k.config.run_as_user and os.geteuid() == 0:
                 user, group = self._run_as(c)
-            proc = ctr.RealProcess(argv, env, cwd, log_path, marker, user=user, group=group)
+            proc = ctr.RealProcess(
+                argv, env, cwd, log_path, marker, user=user, group=group
+            )
         self._event(NORMAL, "Created", f"Created container: {c.name}", c)
         if self.k.faults.faults.container_start_delay:
             await asyncio.sleep(self.k.faults.faults.container_start_delay)
@@ -627,7 +721,11 @@ class PodWorker:
                 data = f.read(4096)
         except OSError:
             data = b""
-        if not data and code != 0 and c.spec.get("terminationMessagePolicy") == "FallbackToLogsOnError":
+        if (
+            not data
+            and code != 0
+            and c.spec.get("terminationMessagePolicy") == "FallbackToLogsOnError"
+        ):
             try:
                 with open(log_path, "rb") as f:
                     lines = f.read().splitlines()[-80:]
@@ -642,7 +740,11 @@ class PodWorker:
             return True, ""
         try:
             proc = await asyncio.create_subprocess_exec(
-                *argv, env=env, cwd=cwd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+                *argv,
+                env=env,
+                cwd=cwd,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
                 start_new_session=True,
             )
             out, _ = await proc.communicate()
@@ -676,7 +778,8 @@ class PodWorker:
             url = f"http://{h.get('host') or self.ip}:{port}{h.get('path', '/')}"
             try:
                 resp = await AsyncHTTPClient().fetch(
-                    HTTPRequest(url, request_timeout=timeout, follow_redirects=False), raise_error=False
+                    HTTPRequest(url, request_timeout=timeout, follow_redirects=False),
+                    raise_error=False,
                 )
             except Exception as e:
                 return False, f'Get "{url}": {e}'
@@ -687,7 +790,10 @@ class PodWorker:
             port = probe["tcpSocket"].get("port")
             try:
                 _, writer = await asyncio.wait_for(
-                    asyncio.open_connection(probe["tcpSocket"].get("host") or self.ip, port), timeout
+                    asyncio.open_connection(
+                        probe["tcpSocket"].get("host") or self.ip, port
+                    ),
+                    timeout,
                 )
                 writer.close()
                 return True, ""
@@ -699,16 +805,25 @@ class PodWorker:
 
     async def _teardown(self):
         grace = self.grace if self.grace is not None else 0
-        running = [c for c in self.init_containers + self.main_containers if c.process is not None]
+        running = [
+            c
+            for c in self.init_containers + self.main_containers
+            if c.process is not None
+        ]
         for c in running:
             if not self.force_deleted:
                 self._event(NORMAL, "Killing", f"Stopping container {c.name}", c)
         if grace > 0:
             for c in running:
-                hook = ((c.spec.get("lifecycle") or {}).get("preStop") or {}).get("exec")
+                hook = ((c.spec.get("lifecycle") or {}).get("preStop") or {}).get(
+                    "exec"
+                )
                 if hook and c.process and c.process.running:
                     try:
-                        await asyncio.wait_for(self._exec_hook(c, hook, os.environ.copy(), self.pod_dir), grace)
+                        await asyncio.wait_for(
+                            self._exec_hook(c, hook, os.environ.copy(), self.pod_dir),
+                            grace,
+                        )
                     except asyncio.TimeoutError:
                         pass
         await asyncio.gather(
@@ -721,7 +836,9 @@ class PodWorker:
                 "terminated": {
                     "exitCode": code if code is not None and code >= 0 else 137,
                     "reason": "Completed" if code == 0 else "Error",
-                    "startedAt": (c.state.get("running") or {}).get("startedAt", rfc3339()),
+                    "startedAt": (c.state.get("running") or {}).get(
+                        "startedAt", rfc3339()
+                    ),
                     "finishedAt": rfc3339(),
                     "containerID": c.container_id,
                 }

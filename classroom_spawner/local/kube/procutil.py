@@ -9,11 +9,8 @@ container runtime would kill everything in the container's cgroup.
 """
 
 import asyncio
-import errno
-import ipaddress
 import logging
 import os
-import signal
 import socket
 import struct
 

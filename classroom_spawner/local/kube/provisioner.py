@@ -31,7 +31,9 @@ PROVISIONER = "standin.local/hostpath"
 
 
 class Provisioner:
-    def __init__(self, registry, recorder, faults, volumes_dir, retry_base=1.0, retry_max=30.0):
+    def __init__(
+        self, registry, recorder, faults, volumes_dir, retry_base=1.0, retry_max=30.0
+    ):
         self.registry = registry
         self.recorder = recorder
         self.faults = faults
@@ -56,7 +58,9 @@ class Provisioner:
         for task in [self._dispatcher, *self._tasks]:
             if task is not None:
                 task.cancel()
-        await asyncio.gather(*[t for t in [self._dispatcher, *self._tasks] if t], return_exceptions=True)
+        await asyncio.gather(
+            *[t for t in [self._dispatcher, *self._tasks] if t], return_exceptions=True
+        )
 
     def _on_change(self, resource, type_, obj, prev):
         if resource.plural != "persistentvolumeclaims":
@@ -73,6 +77,7 @@ class Provisioner:
         elif type_ == DELETED:
             volume = (obj.get("spec") or {}).get("volumeName")
             self._attempts.pop(key, None)
+            self.recorder.forget(meta["uid"])
             if volume:
                 path = os.path.join(self.volumes_dir, volume)
                 task = asyncio.ensure_future(self._remove_dir(path))
@@ -187,7 +192,9 @@ class Provisioner:
 
             bound = self.registry.mutate(PVCS, key[0], key[1], bind)
             if bound is None:
-                shutil.rmtree(os.path.join(self.volumes_dir, volume), ignore_errors=True)
+                shutil.rmtree(
+                    os.path.join(self.volumes_dir, volume), ignore_errors=True
+                )
                 return
             self._attempts.pop(key, None)
             self.recorder.record(
@@ -213,5 +220,7 @@ class Provisioner:
             self._enqueue(key)
 
     async def _remove_dir(self, path):
-        await asyncio.get_running_loop().run_in_executor(None, shutil.rmtree, path, True)
+        await asyncio.get_running_loop().run_in_executor(
+            None, shutil.rmtree, path, True
+        )
         log.debug("removed volume directory %s", path)

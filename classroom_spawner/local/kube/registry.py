@@ -20,16 +20,15 @@ component with its own authority would.
 import ipaddress
 import logging
 import random
-import string
 import uuid
+from datetime import timedelta
 
 from . import errors
 from .defaults import apply_defaults, fold_string_data
 from .patch import apply_patch
 from .resources import RESOURCES
 from .store import copy_obj
-from .timeutil import rfc3339, now
-from datetime import timedelta
+from .timeutil import now, rfc3339
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +159,14 @@ class Registry:
     # ---- update ----
 
     def replace(
-        self, resource, namespace, name, body, subresource=None, dry_run=False, field_validation=None
+        self,
+        resource,
+        namespace,
+        name,
+        body,
+        subresource=None,
+        dry_run=False,
+        field_validation=None,
     ):
         """PUT; returns ``(obj, warnings)``."""
         self._check_kind(resource, body)
@@ -217,7 +223,13 @@ class Registry:
     def _merge_update(self, resource, old, body, subresource):
         meta = body["metadata"]
         old_meta = old["metadata"]
-        for field in ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generateName"):
+        for field in (
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "generateName",
+        ):
             if field in old_meta:
                 meta[field] = old_meta[field]
             else:
@@ -261,7 +273,9 @@ class Registry:
             else:
                 may_go = True
             if may_go:
-                removed = self.store.remove(resource, meta.get("namespace"), meta["name"])
+                removed = self.store.remove(
+                    resource, meta.get("namespace"), meta["name"]
+                )
                 self._release(resource, removed)
                 return removed
         return self.store.put(resource, new)
@@ -340,7 +354,9 @@ class Registry:
                 return copy_obj(old), False
 
         def mark(obj):
-            obj["metadata"]["deletionTimestamp"] = rfc3339(now() + timedelta(seconds=grace))
+            obj["metadata"]["deletionTimestamp"] = rfc3339(
+                now() + timedelta(seconds=grace)
+            )
             obj["metadata"]["deletionGracePeriodSeconds"] = grace
 
         obj = self.mutate(resource, namespace, name, mark)
@@ -381,8 +397,10 @@ class Registry:
         if obj is None:
             return None
         if obj["metadata"].get("finalizers"):
+
             def zero(o):
                 o["metadata"]["deletionGracePeriodSeconds"] = 0
+
             return self.mutate(resource, namespace, name, zero)
         removed = self.store.remove(resource, namespace, name)
         self._release(resource, removed)

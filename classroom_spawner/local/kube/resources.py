@@ -58,7 +58,16 @@ class Resource:
 
     def api_resource(self):
         """The entry for this resource in the ``/api/v1`` APIResourceList."""
-        verbs = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
+        verbs = [
+            "create",
+            "delete",
+            "deletecollection",
+            "get",
+            "list",
+            "patch",
+            "update",
+            "watch",
+        ]
         entry = {
             "name": self.plural,
             "singularName": self.singular,

@@ -17,7 +17,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
@@ -49,7 +48,9 @@ class StandinThread:
         self._error = None
 
     def start(self, timeout=30):
-        self._thread = threading.Thread(target=self._run, name="kube-standin", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, name="kube-standin", daemon=True
+        )
         self._thread.start()
         if not self._ready.wait(timeout):
             raise TimeoutError("the Kubernetes stand-in did not start")
@@ -110,7 +111,9 @@ class StandinThread:
                 result = await result
             return result
 
-        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(run(), self._loop))
+        return await asyncio.wrap_future(
+            asyncio.run_coroutine_threadsafe(run(), self._loop)
+        )
 
     def stats(self):
         return self.call(lambda s: s.stats())
@@ -157,12 +160,25 @@ def cli_args(faults=None, kubelet=None):
 class StandinProcess:
     """The stand-in as a subprocess; stopped with SIGTERM (which kills its pods)."""
 
-    def __init__(self, state_dir, port=0, faults=None, kubelet=None, kubeconfig_path=None, extra_args=(), log_path=None, python=None, env=None):
+    def __init__(
+        self,
+        state_dir,
+        port=0,
+        faults=None,
+        kubelet=None,
+        kubeconfig_path=None,
+        extra_args=(),
+        log_path=None,
+        python=None,
+        env=None,
+    ):
         self.state_dir = os.path.abspath(state_dir)
         self.port = port
         self.faults = faults
         self.kubelet = kubelet
-        self.kubeconfig_path = kubeconfig_path or os.path.join(self.state_dir, "kubeconfig")
+        self.kubeconfig_path = kubeconfig_path or os.path.join(
+            self.state_dir, "kubeconfig"
+        )
         self.extra_args = list(extra_args)
         self.log_path = log_path or os.path.join(self.state_dir, "standin.log")
         self.python = python or sys.executable
@@ -198,7 +214,11 @@ class StandinProcess:
         logf = open(self.log_path, "ab")
         try:
             self.proc = subprocess.Popen(
-                args, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=self.env
+                args,
+                stdout=logf,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=self.env,
             )
         finally:
             logf.close()
@@ -257,7 +277,9 @@ class StandinProcess:
     def stats(self):
         client = HTTPClient()
         try:
-            return json.loads(client.fetch(self._request("GET", "/_standin/stats")).body)
+            return json.loads(
+                client.fetch(self._request("GET", "/_standin/stats")).body
+            )
         finally:
             client.close()
 
@@ -266,7 +288,9 @@ class StandinProcess:
         return json.loads(resp.body)
 
     async def set_faults(self, **changes):
-        resp = await AsyncHTTPClient().fetch(self._request("PUT", "/_standin/faults", changes))
+        resp = await AsyncHTTPClient().fetch(
+            self._request("PUT", "/_standin/faults", changes)
+        )
         return json.loads(resp.body)
 
     def __enter__(self):

@@ -136,14 +136,16 @@ class LabelSelector:
         for part in _split_top_level(text):
             part = part.strip()
             if not part:
-                raise _bad_label_selector(text, f"found '', expected: identifier in {text!r}")
+                raise _bad_label_selector(
+                    text, f"found '', expected: identifier in {text!r}"
+                )
             m = _SET_RE.match(part)
             if m:
                 key, op, body = m.groups()
                 values = [v.strip() for v in body.split(",")] if body.strip() else []
                 if not values:
                     raise _bad_label_selector(
-                        text, f"for 'in', 'notin' operators, values set can't be empty"
+                        text, "for 'in', 'notin' operators, values set can't be empty"
                     )
                 reqs.append(cls._requirement(text, key, op, values))
                 continue
@@ -159,7 +161,7 @@ class LabelSelector:
                     except ValueError:
                         raise _bad_label_selector(
                             text,
-                            f"for 'Gt', 'Lt' operators, the value must be an integer",
+                            "for 'Gt', 'Lt' operators, the value must be an integer",
                         )
                 reqs.append(cls._requirement(text, key, op, [value]))
                 continue

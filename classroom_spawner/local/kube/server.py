@@ -72,7 +72,11 @@ class BaseHandler(web.RequestHandler):
         if isinstance(exc, errors.ApiError):
             err = exc
         elif isinstance(exc, web.HTTPError) and status_code < 500:
-            err = errors.ApiError(status_code, "BadRequest" if status_code == 400 else "NotFound", exc.log_message or self._reason)
+            err = errors.ApiError(
+                status_code,
+                "BadRequest" if status_code == 400 else "NotFound",
+                exc.log_message or self._reason,
+            )
         else:
             err = errors.internal_error(str(exc) if exc else self._reason)
         self.set_status(err.code)
@@ -89,7 +93,9 @@ class BaseHandler(web.RequestHandler):
     def send(self, obj, code=200, warnings=()):
         self.set_status(code)
         for w in warnings:
-            self.add_header("Warning", f'299 - "{w}"' if '"' not in w else f"299 - {json.dumps(w)}")
+            self.add_header(
+                "Warning", f'299 - "{w}"' if '"' not in w else f"299 - {json.dumps(w)}"
+            )
         self.finish(_dumps(obj))
 
     def body_json(self, required=True):
@@ -100,7 +106,9 @@ class BaseHandler(web.RequestHandler):
         try:
             return json.loads(self.request.body)
         except ValueError as e:
-            raise errors.bad_request(f"couldn't get version/kind; json parse error: {e}")
+            raise errors.bad_request(
+                f"couldn't get version/kind; json parse error: {e}"
+            )
 
     def arg(self, name, default=None):
         return self.get_query_argument(name, default)
@@ -141,7 +149,10 @@ class DiscoveryHandler(BaseHandler):
                     "kind": "APIVersions",
                     "versions": ["v1"],
                     "serverAddressByClientCIDRs": [
-                        {"clientCIDR": "0.0.0.0/0", "serverAddress": f"127.0.0.1:{port}"}
+                        {
+                            "clientCIDR": "0.0.0.0/0",
+                            "serverAddress": f"127.0.0.1:{port}",
+                        }
                     ],
                 }
             )
@@ -247,7 +258,9 @@ class ApiHandler(BaseHandler):
         try:
             limit = int(limit) if limit else None
         except ValueError:
-            raise errors.bad_request(f'limit: Invalid value: "{limit}": must be an integer')
+            raise errors.bad_request(
+                f'limit: Invalid value: "{limit}": must be an integer'
+            )
         if match and not rv:
             raise errors.ApiError(
                 422,
@@ -263,7 +276,9 @@ class ApiHandler(BaseHandler):
                 ' "Exact", "NotOlderThan"',
             )
         if cont and rv:
-            raise errors.bad_request("specifying resource version is not allowed when using continue")
+            raise errors.bad_request(
+                "specifying resource version is not allowed when using continue"
+            )
         at_rv = start_after = None
         if cont:
             at_rv, start_after = decode_continue(cont)
@@ -276,7 +291,9 @@ class ApiHandler(BaseHandler):
             try:
                 want = int(rv)
             except ValueError:
-                raise errors.bad_request(f'resourceVersion: Invalid value: "{rv}": must be a number')
+                raise errors.bad_request(
+                    f'resourceVersion: Invalid value: "{rv}": must be a number'
+                )
             if want > store.resource_version:
                 if not await store.wait_for_rv(want, 3.0):
                     raise errors.timeout(
@@ -301,7 +318,14 @@ class ApiHandler(BaseHandler):
         if last_key is not None:
             meta["continue"] = encode_continue(list_rv, last_key)
             meta["remainingItemCount"] = remaining
-        self.send({"kind": resource.list_kind, "apiVersion": "v1", "metadata": meta, "items": items})
+        self.send(
+            {
+                "kind": resource.list_kind,
+                "apiVersion": "v1",
+                "metadata": meta,
+                "items": items,
+            }
+        )
 
     async def _watch(self, resource, ns):
         lsel, fsel = self._selectors(resource)
@@ -311,7 +335,9 @@ class ApiHandler(BaseHandler):
             try:
                 int(rv)
             except ValueError:
-                raise errors.bad_request(f'resourceVersion: Invalid value: "{rv}": must be a number')
+                raise errors.bad_request(
+                    f'resourceVersion: Invalid value: "{rv}": must be a number'
+                )
         bookmarks = self.arg("allowWatchBookmarks", "false").lower() in _TRUE
         initial = self.arg("sendInitialEvents", "false").lower() in _TRUE
         if initial and not bookmarks:
@@ -340,12 +366,18 @@ class ApiHandler(BaseHandler):
         sent = 0
         self.set_status(200)
         try:
+            if initial_count == 0:
+                self._write_bookmark(resource, start_rv, initial_end=True)
             await self.flush()
             while not watcher.closed or watcher.pending():
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     break
-                wait = min(remaining, self.standin.bookmark_interval) if bookmarks else remaining
+                wait = (
+                    min(remaining, self.standin.bookmark_interval)
+                    if bookmarks
+                    else remaining
+                )
                 try:
                     item = await watcher.next(wait)
                 except (asyncio.TimeoutError, TimeoutError):
@@ -371,13 +403,9 @@ class ApiHandler(BaseHandler):
                         break
                     if sent == initial_count:
                         self._write_bookmark(resource, start_rv, initial_end=True)
-                if initial_count == 0 and sent == 0:
-                    pass
                 await self.flush()
                 if stop:
                     break
-            if initial_count == 0 and sent == 0 and not self._finished:
-                self._write_bookmark(resource, start_rv, initial_end=True)
         except StreamClosedError:
             pass
         finally:
@@ -410,7 +438,10 @@ class ApiHandler(BaseHandler):
         if pod is None:
             raise errors.not_found("pods", name)
         spec = pod.get("spec") or {}
-        names = [c["name"] for c in (spec.get("initContainers") or []) + (spec.get("containers") or [])]
+        names = [
+            c["name"]
+            for c in (spec.get("initContainers") or []) + (spec.get("containers") or [])
+        ]
         container = self.arg("container")
         if container is None:
             main = [c["name"] for c in spec.get("containers") or []]
@@ -420,11 +451,20 @@ class ApiHandler(BaseHandler):
                 )
             container = main[0]
         if container not in names:
-            raise errors.bad_request(f"container {container} is not valid for pod {name}")
+            raise errors.bad_request(
+                f"container {container} is not valid for pod {name}"
+            )
         worker = self.standin.kubelet.workers.get(pod["metadata"]["uid"])
         c = None
         if worker is not None:
-            c = next((x for x in worker.init_containers + worker.main_containers if x.name == container), None)
+            c = next(
+                (
+                    x
+                    for x in worker.init_containers + worker.main_containers
+                    if x.name == container
+                ),
+                None,
+            )
         if c is None or not c.ever_started:
             reason = "ContainerCreating"
             if c is not None:
@@ -450,7 +490,9 @@ class ApiHandler(BaseHandler):
             data = b""
         tail = self.arg("tailLines")
         if tail:
-            data = b"\n".join(data.splitlines()[-int(tail):]) + (b"\n" if data.endswith(b"\n") else b"")
+            data = b"\n".join(data.splitlines()[-int(tail) :]) + (
+                b"\n" if data.endswith(b"\n") else b""
+            )
         limit = self.arg("limitBytes")
         if limit:
             data = data[: int(limit)]
@@ -460,7 +502,11 @@ class ApiHandler(BaseHandler):
             return
         self.write(data)
         await self.flush()
-        offset = len(data) if not tail else os.path.getsize(path) if os.path.exists(path) else 0
+        offset = (
+            len(data)
+            if not tail
+            else os.path.getsize(path) if os.path.exists(path) else 0
+        )
         try:
             while c.process is not None or c.state.get("running"):
                 await asyncio.sleep(0.2)
@@ -483,7 +529,9 @@ class ApiHandler(BaseHandler):
     def _dry_run(self):
         value = self.arg("dryRun")
         if value not in (None, "", "All"):
-            raise errors.bad_request(f'dryRun: Unsupported value: "{value}": supported values: "All"')
+            raise errors.bad_request(
+                f'dryRun: Unsupported value: "{value}": supported values: "All"'
+            )
         return value == "All"
 
     def post(self, path):
@@ -520,7 +568,12 @@ class ApiHandler(BaseHandler):
         resource, ns, name, sub = self._begin(path)
         if resource is None or name is None or sub == "log":
             raise errors.method_not_allowed()
-        ctype = (self.request.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+        ctype = (
+            (self.request.headers.get("Content-Type") or "")
+            .split(";")[0]
+            .strip()
+            .lower()
+        )
         if ctype not in PATCH_TYPES:
             raise errors.unsupported_media_type(ctype)
         obj, warnings = self.registry.patch(
@@ -549,7 +602,9 @@ class ApiHandler(BaseHandler):
             try:
                 grace = int(grace)
             except (TypeError, ValueError):
-                raise errors.bad_request(f'gracePeriodSeconds: Invalid value: "{grace}"')
+                raise errors.bad_request(
+                    f'gracePeriodSeconds: Invalid value: "{grace}"'
+                )
         policy = self.arg("propagationPolicy") or options.get("propagationPolicy")
         dry_run = self._dry_run() or options.get("dryRun") == ["All"]
         if name is None:
@@ -571,7 +626,11 @@ class ApiHandler(BaseHandler):
         else:
             self.send(
                 errors.success_body(
-                    {"name": name, "kind": resource.plural, "uid": obj["metadata"].get("uid")}
+                    {
+                        "name": name,
+                        "kind": resource.plural,
+                        "uid": obj["metadata"].get("uid"),
+                    }
                 ),
                 code,
             )
@@ -586,7 +645,12 @@ class ApiHandler(BaseHandler):
             meta = item["metadata"]
             try:
                 obj, _ = self.registry.delete(
-                    resource, ns, meta["name"], grace_period=grace, propagation_policy=policy, dry_run=dry_run
+                    resource,
+                    ns,
+                    meta["name"],
+                    grace_period=grace,
+                    propagation_policy=policy,
+                    dry_run=dry_run,
                 )
                 obj.pop("kind", None)
                 obj.pop("apiVersion", None)
@@ -598,7 +662,9 @@ class ApiHandler(BaseHandler):
             {
                 "kind": resource.list_kind,
                 "apiVersion": "v1",
-                "metadata": {"resourceVersion": str(self.registry.store.resource_version)},
+                "metadata": {
+                    "resourceVersion": str(self.registry.store.resource_version)
+                },
                 "items": deleted,
             }
         )

@@ -78,7 +78,9 @@ class KubeStandin:
         self.host = host
         self.port = port
         self.token = secrets.token_hex(16) if token == "auto" else token
-        self.kubeconfig_path = kubeconfig_path or os.path.join(self.state_dir, "kubeconfig")
+        self.kubeconfig_path = kubeconfig_path or os.path.join(
+            self.state_dir, "kubeconfig"
+        )
         self.namespace = namespace
         self.min_request_timeout = min_request_timeout
         self.bookmark_interval = bookmark_interval
@@ -90,7 +92,12 @@ class KubeStandin:
         self.registry = Registry(self.store, self.validator)
         self.recorder = EventRecorder(self.registry, self.config.node_name)
         self.kubelet = Kubelet(
-            self.registry, self.recorder, self.faults, self.config, self.state_dir, self.id
+            self.registry,
+            self.recorder,
+            self.faults,
+            self.config,
+            self.state_dir,
+            self.id,
         )
         self.provisioner = Provisioner(
             self.registry,
@@ -129,7 +136,11 @@ class KubeStandin:
         write_kubeconfig(self.kubeconfig_path, self.url, self.token, self.namespace)
         self._outage_task = asyncio.ensure_future(self._watch_outages())
         self.started = True
-        log.info("Kubernetes stand-in listening on %s (state in %s)", self.url, self.state_dir)
+        log.info(
+            "Kubernetes stand-in listening on %s (state in %s)",
+            self.url,
+            self.state_dir,
+        )
         return self
 
     async def stop(self):
@@ -166,7 +177,9 @@ class KubeStandin:
         while True:
             now_down = self.faults.in_outage()
             if now_down and not down:
-                log.warning("injected API outage begins (%s)", self.faults.faults.outage_mode)
+                log.warning(
+                    "injected API outage begins (%s)", self.faults.faults.outage_mode
+                )
                 self._cut_watches()
                 if self.faults.faults.outage_mode == "refuse":
                     self._refusing = True

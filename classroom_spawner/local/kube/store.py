@@ -59,7 +59,9 @@ class Watcher:
 
     _CLOSED = object()
 
-    def __init__(self, store, resource, namespace, label_selector, field_selector, max_queue):
+    def __init__(
+        self, store, resource, namespace, label_selector, field_selector, max_queue
+    ):
         self.store = store
         self.resource = resource
         self.namespace = namespace
@@ -101,7 +103,11 @@ class Watcher:
 
     def _put(self, type_, obj):
         if self.queue.qsize() >= self.max_queue:
-            log.warning("watch on %s fell behind by %d events, closing it", self.resource.plural, self.max_queue)
+            log.warning(
+                "watch on %s fell behind by %d events, closing it",
+                self.resource.plural,
+                self.max_queue,
+            )
             self.close()
             return
         self.queue.put_nowait((type_, obj))
@@ -187,7 +193,9 @@ class Store:
     def _snapshot(self, resource, rv):
         """``{key: obj}`` for ``resource`` as it was at resourceVersion ``rv``."""
         if rv < self._compacted_rv:
-            raise errors.expired("The resourceVersion for the provided list is too old.")
+            raise errors.expired(
+                "The resourceVersion for the provided list is too old."
+            )
         state = dict(self._objects[resource.plural])
         for change in reversed(self._history):
             if change.rv <= rv:
@@ -345,7 +353,12 @@ class Store:
           (an ERROR event with a 410 Expired Status if ``N`` is too old).
         """
         w = Watcher(
-            self, resource, namespace, label_selector, field_selector, self.watch_queue_limit
+            self,
+            resource,
+            namespace,
+            label_selector,
+            field_selector,
+            self.watch_queue_limit,
         )
         if resource_version in (None, "", "0") or send_initial_events:
             for obj in self.objects(resource, namespace):
@@ -368,7 +381,9 @@ class Store:
 
 
 def encode_continue(rv, key):
-    raw = json.dumps({"v": "meta.k8s.io/v1", "rv": rv, "start": f"{key[0]}/{key[1]}\x00"})
+    raw = json.dumps(
+        {"v": "meta.k8s.io/v1", "rv": rv, "start": f"{key[0]}/{key[1]}\x00"}
+    )
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
@@ -379,4 +394,6 @@ def decode_continue(token):
         ns, name = data["start"].rstrip("\x00").split("/", 1)
         return int(data["rv"]), (ns, name)
     except Exception:
-        raise errors.bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)")
+        raise errors.bad_request(
+            "continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)"
+        )

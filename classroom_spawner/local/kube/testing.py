@@ -21,7 +21,9 @@ async def core_client(kubeconfig_path):
     KubeSpawner uses) is left alone.
     """
     cfg = client.Configuration()
-    await config.load_kube_config(config_file=str(kubeconfig_path), client_configuration=cfg)
+    await config.load_kube_config(
+        config_file=str(kubeconfig_path), client_configuration=cfg
+    )
     async with client.ApiClient(cfg) as api:
         yield client.CoreV1Api(api)
 
@@ -36,7 +38,9 @@ async def wait_for(predicate, timeout=30, interval=0.05, message=None):
         if value:
             return value
         if time.monotonic() > deadline:
-            raise TimeoutError(message or f"condition not met in {timeout}s: {predicate}")
+            raise TimeoutError(
+                message or f"condition not met in {timeout}s: {predicate}"
+            )
         await asyncio.sleep(interval)
 
 
@@ -67,7 +71,13 @@ def pod_manifest(
     ``init`` is a list of ``(name, command)``; ``mounts`` apply to every container.
     """
     containers = [
-        {"name": "main", "image": image, "command": list(command), "env": list(env), "volumeMounts": list(mounts)}
+        {
+            "name": "main",
+            "image": image,
+            "command": list(command),
+            "env": list(env),
+            "volumeMounts": list(mounts),
+        }
     ]
     pod = {
         "apiVersion": "v1",
@@ -82,7 +92,12 @@ def pod_manifest(
     }
     if init:
         pod["spec"]["initContainers"] = [
-            {"name": n, "image": image, "command": list(cmd), "volumeMounts": list(mounts)}
+            {
+                "name": n,
+                "image": image,
+                "command": list(cmd),
+                "volumeMounts": list(mounts),
+            }
             for n, cmd in init
         ]
     return pod
@@ -93,7 +108,10 @@ def pvc_manifest(name, storage="1Gi", storage_class=None, labels=None):
         "apiVersion": "v1",
         "kind": "PersistentVolumeClaim",
         "metadata": {"name": name, "labels": dict(labels or {})},
-        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": storage}}},
+        "spec": {
+            "accessModes": ["ReadWriteOnce"],
+            "resources": {"requests": {"storage": storage}},
+        },
     }
     if storage_class is not None:
         pvc["spec"]["storageClassName"] = storage_class

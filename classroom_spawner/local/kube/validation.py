@@ -121,9 +121,21 @@ def parse_quantity(text):
     if not _QUANTITY_RE.match(text):
         return None
     suffixes = {
-        "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
-        "n": 1e-9, "u": 1e-6, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12,
-        "P": 1e15, "E": 1e18,
+        "Ki": 2**10,
+        "Mi": 2**20,
+        "Gi": 2**30,
+        "Ti": 2**40,
+        "Pi": 2**50,
+        "Ei": 2**60,
+        "n": 1e-9,
+        "u": 1e-6,
+        "m": 1e-3,
+        "k": 1e3,
+        "M": 1e6,
+        "G": 1e9,
+        "T": 1e12,
+        "P": 1e15,
+        "E": 1e18,
     }
     for suffix in sorted(suffixes, key=len, reverse=True):
         if text.endswith(suffix):
@@ -141,14 +153,19 @@ class _Schemas:
         )
         self.dir = base.joinpath(f"v{version}-local-strict")
         defs = json.loads(self.dir.joinpath("_definitions.json").read_text())
-        self.registry = referencing.Resource.from_contents(
-            defs, default_specification=referencing.jsonschema.DRAFT202012
-        ) @ referencing.Registry()
+        self.registry = (
+            referencing.Resource.from_contents(
+                defs, default_specification=referencing.jsonschema.DRAFT202012
+            )
+            @ referencing.Registry()
+        )
         self._validators = {}
 
     def validator(self, kind):
         if kind not in self._validators:
-            schema = json.loads(self.dir.joinpath(f"{kind.lower()}-v1.json").read_text())
+            schema = json.loads(
+                self.dir.joinpath(f"{kind.lower()}-v1.json").read_text()
+            )
             self._validators[kind] = jsonschema.Draft202012Validator(
                 schema, registry=self.registry
             )
@@ -263,7 +280,9 @@ class Validator:
             name = missing.group(1) if missing else "?"
             return (REQUIRED, field_path(parts + [name]), "Required value")
         if err.validator == "enum":
-            supported = ", ".join(_quote(v) for v in err.validator_value if v is not None)
+            supported = ", ".join(
+                _quote(v) for v in err.validator_value if v is not None
+            )
             return (
                 NOT_SUPPORTED,
                 field_path(parts),
@@ -302,7 +321,11 @@ class Validator:
         name = meta.get("name")
         if not name:
             causes.append(
-                (REQUIRED, "metadata.name", "Required value: name or generateName is required")
+                (
+                    REQUIRED,
+                    "metadata.name",
+                    "Required value: name or generateName is required",
+                )
             )
         else:
             if resource.plural == "namespaces":
@@ -312,19 +335,33 @@ class Validator:
             else:
                 why = dns_subdomain_error(name)
             if why:
-                causes.append((INVALID, "metadata.name", f"Invalid value: {_quote(name)}: {why}"))
+                causes.append(
+                    (INVALID, "metadata.name", f"Invalid value: {_quote(name)}: {why}")
+                )
         for key, value in (meta.get("labels") or {}).items():
             why = label_key_error(key)
             if why:
-                causes.append((INVALID, "metadata.labels", f"Invalid value: {_quote(key)}: {why}"))
+                causes.append(
+                    (INVALID, "metadata.labels", f"Invalid value: {_quote(key)}: {why}")
+                )
             why = label_value_error(value if isinstance(value, str) else str(value))
             if why:
-                causes.append((INVALID, "metadata.labels", f"Invalid value: {_quote(value)}: {why}"))
+                causes.append(
+                    (
+                        INVALID,
+                        "metadata.labels",
+                        f"Invalid value: {_quote(value)}: {why}",
+                    )
+                )
         for key in meta.get("annotations") or {}:
             why = label_key_error(key.lower())
             if why:
                 causes.append(
-                    (INVALID, "metadata.annotations", f"Invalid value: {_quote(key)}: {why}")
+                    (
+                        INVALID,
+                        "metadata.annotations",
+                        f"Invalid value: {_quote(key)}: {why}",
+                    )
                 )
         return causes
 
@@ -347,14 +384,20 @@ class Validator:
             pvc = vol.get("persistentVolumeClaim")
             if pvc is not None and not pvc.get("claimName"):
                 causes.append(
-                    (REQUIRED, f"spec.volumes[{i}].persistentVolumeClaim.claimName", "Required value")
+                    (
+                        REQUIRED,
+                        f"spec.volumes[{i}].persistentVolumeClaim.claimName",
+                        "Required value",
+                    )
                 )
         if not spec.get("containers"):
             causes.append((REQUIRED, "spec.containers", "Required value"))
         seen = set()
         for field in ("initContainers", "containers"):
             for i, c in enumerate(spec.get(field) or []):
-                causes += self._check_container(f"spec.{field}[{i}]", c, seen, vol_names)
+                causes += self._check_container(
+                    f"spec.{field}[{i}]", c, seen, vol_names
+                )
         policy = spec.get("restartPolicy")
         if policy not in ("Always", "OnFailure", "Never"):
             causes.append(
@@ -374,9 +417,13 @@ class Validator:
         else:
             why = dns_label_error(name)
             if why:
-                causes.append((INVALID, f"{path}.name", f"Invalid value: {_quote(name)}: {why}"))
+                causes.append(
+                    (INVALID, f"{path}.name", f"Invalid value: {_quote(name)}: {why}")
+                )
             elif name in seen:
-                causes.append((DUPLICATE, f"{path}.name", f"Duplicate value: {_quote(name)}"))
+                causes.append(
+                    (DUPLICATE, f"{path}.name", f"Duplicate value: {_quote(name)}")
+                )
             seen.add(name)
         if not c.get("image"):
             causes.append((REQUIRED, f"{path}.image", "Required value"))
@@ -403,14 +450,22 @@ class Validator:
         for j, m in enumerate(c.get("volumeMounts") or []):
             mname = m.get("name", "")
             if not mname:
-                causes.append((REQUIRED, f"{path}.volumeMounts[{j}].name", "Required value"))
+                causes.append(
+                    (REQUIRED, f"{path}.volumeMounts[{j}].name", "Required value")
+                )
             elif mname not in vol_names:
                 causes.append(
-                    (NOT_FOUND, f"{path}.volumeMounts[{j}].name", f"Not found: {_quote(mname)}")
+                    (
+                        NOT_FOUND,
+                        f"{path}.volumeMounts[{j}].name",
+                        f"Not found: {_quote(mname)}",
+                    )
                 )
             mpath = m.get("mountPath", "")
             if not mpath:
-                causes.append((REQUIRED, f"{path}.volumeMounts[{j}].mountPath", "Required value"))
+                causes.append(
+                    (REQUIRED, f"{path}.volumeMounts[{j}].mountPath", "Required value")
+                )
             elif mpath in mount_paths:
                 causes.append(
                     (
@@ -440,9 +495,18 @@ class Validator:
         modes = spec.get("accessModes") or []
         if not modes:
             causes.append(
-                (REQUIRED, "spec.accessModes", "Required value: at least 1 access mode is required")
+                (
+                    REQUIRED,
+                    "spec.accessModes",
+                    "Required value: at least 1 access mode is required",
+                )
             )
-        supported = ("ReadOnlyMany", "ReadWriteMany", "ReadWriteOnce", "ReadWriteOncePod")
+        supported = (
+            "ReadOnlyMany",
+            "ReadWriteMany",
+            "ReadWriteOnce",
+            "ReadWriteOncePod",
+        )
         for mode in modes:
             if mode not in supported:
                 causes.append(
@@ -481,7 +545,11 @@ class Validator:
         causes = []
         spec = svc.get("spec") or {}
         ports = spec.get("ports") or []
-        if not ports and spec.get("clusterIP") != "None" and spec.get("type") != "ExternalName":
+        if (
+            not ports
+            and spec.get("clusterIP") != "None"
+            and spec.get("type") != "ExternalName"
+        ):
             causes.append((REQUIRED, "spec.ports", "Required value"))
         names = set()
         for i, port in enumerate(ports):
@@ -498,7 +566,13 @@ class Validator:
             if len(ports) > 1 and not pname:
                 causes.append((REQUIRED, f"spec.ports[{i}].name", "Required value"))
             elif pname in names:
-                causes.append((DUPLICATE, f"spec.ports[{i}].name", f"Duplicate value: {_quote(pname)}"))
+                causes.append(
+                    (
+                        DUPLICATE,
+                        f"spec.ports[{i}].name",
+                        f"Duplicate value: {_quote(pname)}",
+                    )
+                )
             names.add(pname)
         svc_type = spec.get("type")
         if svc_type not in ("ClusterIP", "NodePort", "LoadBalancer", "ExternalName"):
@@ -532,7 +606,9 @@ class Validator:
         return self._check_data_keys(secret, "data")
 
     def _check_configmaps(self, cm):
-        return self._check_data_keys(cm, "data") + self._check_data_keys(cm, "binaryData")
+        return self._check_data_keys(cm, "data") + self._check_data_keys(
+            cm, "binaryData"
+        )
 
     def _check_events(self, event):
         causes = []
@@ -563,7 +639,11 @@ class Validator:
             for field in ("containers", "initContainers"):
                 for c in spec.get(field) or []:
                     c.pop("image", None)
-            for key in ("activeDeadlineSeconds", "tolerations", "terminationGracePeriodSeconds"):
+            for key in (
+                "activeDeadlineSeconds",
+                "tolerations",
+                "terminationGracePeriodSeconds",
+            ):
                 spec.pop(key, None)
             return spec
 

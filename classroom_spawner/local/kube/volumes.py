@@ -64,7 +64,9 @@ class PodVolumes:
         name = vol["name"]
         if "persistentVolumeClaim" in vol:
             claim = vol["persistentVolumeClaim"]["claimName"]
-            pvc = self.registry.store.peek(RESOURCES["persistentvolumeclaims"], self.namespace, claim)
+            pvc = self.registry.store.peek(
+                RESOURCES["persistentvolumeclaims"], self.namespace, claim
+            )
             if pvc is None:
                 raise MountError(f'persistentvolumeclaim "{claim}" not found')
             volume_name = (pvc.get("spec") or {}).get("volumeName")
@@ -103,7 +105,9 @@ class PodVolumes:
             raise MountError(f'{label} "{obj_name}" not found')
         files = {}
         for key, value in (obj.get("data") or {}).items():
-            files[key] = base64.b64decode(value) if label == "secret" else value.encode()
+            files[key] = (
+                base64.b64decode(value) if label == "secret" else value.encode()
+            )
         for key, value in (obj.get("binaryData") or {}).items():
             files[key] = base64.b64decode(value)
         items = src.get("items")
@@ -115,7 +119,9 @@ class PodVolumes:
         )
         for key, rel, file_mode in wanted:
             if key not in files:
-                raise MountError(f"couldn't find key {key} in {label.capitalize()} {self.namespace}/{obj_name}")
+                raise MountError(
+                    f"couldn't find key {key} in {label.capitalize()} {self.namespace}/{obj_name}"
+                )
             target = _safe_join(path, rel)
             os.makedirs(os.path.dirname(target), exist_ok=True)
             with open(target, "wb") as f:
