@@ -54,7 +54,7 @@ def build_parser():
         "--state-dir", required=True, help="volumes, pod dirs and logs go here"
     )
     p.add_argument("--port", type=int, default=0, help="0 picks a free port")
-    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
     p.add_argument(
         "--kubeconfig",
         help="where to write the kubeconfig (default STATE_DIR/kubeconfig)",
@@ -74,7 +74,7 @@ def build_parser():
         "--ready-file", help="write {url, token, kubeconfig, pid} here once listening"
     )
     p.add_argument("--config", help="JSON file with 'faults' and 'kubelet' settings")
-    p.add_argument("--log-level", default="INFO")
+    p.add_argument("--log-level", default="INFO", help="DEBUG logs every request")
 
     g = p.add_argument_group("API")
     g.add_argument(
@@ -84,28 +84,73 @@ def build_parser():
         help="changes kept for watch resumption",
     )
     g.add_argument(
-        "--field-validation", choices=["Strict", "Warn", "Ignore"], default="Strict"
+        "--field-validation",
+        choices=["Strict", "Warn", "Ignore"],
+        default="Strict",
+        help="unknown fields: reject (default here), drop with a warning"
+        " (a real server's default), or drop",
     )
-    g.add_argument("--min-request-timeout", type=float, default=1800.0)
-    g.add_argument("--bookmark-interval", type=float, default=5.0)
+    g.add_argument(
+        "--min-request-timeout",
+        type=float,
+        default=1800.0,
+        help="watches without timeoutSeconds last between this and twice this",
+    )
+    g.add_argument(
+        "--bookmark-interval",
+        type=float,
+        default=5.0,
+        help="seconds of quiet before a BOOKMARK (for watches that allow them)",
+    )
 
     g = p.add_argument_group("latency and faults")
-    g.add_argument("--seed", type=int)
-    g.add_argument("--provision-delay", type=float)
-    g.add_argument("--provision-max-in-flight", type=int)
-    g.add_argument("--provision-fail-rate", type=float)
-    g.add_argument("--image-pull-delay", type=float)
-    g.add_argument("--container-start-delay", type=float)
-    g.add_argument("--api-error-rate", type=float)
+    g.add_argument("--seed", type=int, help="makes random faults reproducible")
+    g.add_argument(
+        "--provision-delay", type=float, help="seconds each PVC takes to provision"
+    )
+    g.add_argument(
+        "--provision-max-in-flight",
+        type=int,
+        help="provisions at once (0: no limit); the rest wait in FIFO order",
+    )
+    g.add_argument(
+        "--provision-fail-rate",
+        type=float,
+        help="fraction of provision attempts that fail (1: always)",
+    )
+    g.add_argument(
+        "--image-pull-delay",
+        type=float,
+        help="seconds to pull an image not yet on the node",
+    )
+    g.add_argument(
+        "--container-start-delay",
+        type=float,
+        help="extra seconds between a container's Created and Started",
+    )
+    g.add_argument(
+        "--api-error-rate",
+        type=float,
+        help="fraction of API requests answered with an error",
+    )
     g.add_argument("--api-error-codes", help="comma-separated, e.g. 500,503,429")
-    g.add_argument("--api-error-watch", action="store_true", default=None)
+    g.add_argument(
+        "--api-error-watch",
+        action="store_true",
+        default=None,
+        help="let API errors hit watch requests too",
+    )
     g.add_argument(
         "--outage",
         type=_outage,
         action="append",
         help="START:DURATION seconds after start (repeatable)",
     )
-    g.add_argument("--outage-mode", choices=["503", "refuse"])
+    g.add_argument(
+        "--outage-mode",
+        choices=["503", "refuse"],
+        help="during an outage answer 503 (default) or refuse connections",
+    )
     g.add_argument(
         "--fail-init-container",
         action="append",
@@ -116,19 +161,52 @@ def build_parser():
     )
 
     g = p.add_argument_group("kubelet")
-    g.add_argument("--singleuser", choices=["real", "light"])
-    g.add_argument("--light-all", action="store_true", default=None)
-    g.add_argument("--pod-cidr")
-    g.add_argument("--home")
-    g.add_argument("--present-image", action="append")
     g.add_argument(
-        "--image-entrypoint", type=_entrypoint, action="append", help="IMAGE=COMMAND"
+        "--singleuser",
+        choices=["real", "light"],
+        help="run jupyterhub-singleuser, or answer for it in-process (benchmarks)",
     )
-    g.add_argument("--backoff-base", type=float)
-    g.add_argument("--backoff-max", type=float)
-    g.add_argument("--provision-retry-base", type=float)
-    g.add_argument("--event-ttl", type=float)
-    g.add_argument("--run-as-user", action="store_true", default=None)
+    g.add_argument(
+        "--light-all",
+        action="store_true",
+        default=None,
+        help="make every main container light, whatever its command",
+    )
+    g.add_argument(
+        "--pod-cidr", help="pod IPs, inside 127.0.0.0/8 (default: random /16)"
+    )
+    g.add_argument("--home", help="the image's home directory (default /home/jovyan)")
+    g.add_argument(
+        "--present-image",
+        action="append",
+        help="image already on the node (repeatable)",
+    )
+    g.add_argument(
+        "--image-entrypoint",
+        type=_entrypoint,
+        action="append",
+        help="IMAGE=COMMAND: the image's ENTRYPOINT, for containers without command",
+    )
+    g.add_argument(
+        "--backoff-base", type=float, help="first CrashLoopBackOff delay (default 10)"
+    )
+    g.add_argument(
+        "--backoff-max", type=float, help="longest back-off delay (default 300)"
+    )
+    g.add_argument(
+        "--provision-retry-base",
+        type=float,
+        help="first retry delay after a failed provision (default 1)",
+    )
+    g.add_argument(
+        "--event-ttl", type=float, help="seconds events are kept (default 3600)"
+    )
+    g.add_argument(
+        "--run-as-user",
+        action="store_true",
+        default=None,
+        help="switch to securityContext.runAsUser (only when running as root)",
+    )
     return p
 
 
