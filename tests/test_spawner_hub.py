@@ -1,0 +1,262 @@
+"""ClassroomSpawner in a real JupyterHub on the Kubernetes stand-in: what each user may
+start through the REST API, and what they get (course image, home volume, lessons)."""
+
+import asyncio
+import json
+import os
+import subprocess
+import textwrap
+
+import pytest
+import pytest_asyncio
+
+from classroom_spawner.local.hub import HubProcess
+from classroom_spawner.local.kube import Faults, StandinProcess
+from classroom_spawner.local.kube.testing import core_client
+
+pytestmark = [pytest.mark.hub, pytest.mark.asyncio(loop_scope="module")]
+
+NS = "default"
+
+
+def git(*args, cwd):
+    subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def make_lesson_repo(root):
+    work = root / "lesson-work"
+    work.mkdir()
+    git("init", "-q", "-b", "main", cwd=work)
+    git("config", "user.email", "prof@uni.example.edu", cwd=work)
+    git("config", "user.name", "Prof", cwd=work)
+    (work / "01-intro.ipynb").write_text(json.dumps({"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+    (work / "README.md").write_text("# DS101 lessons\n")
+    git("add", ".", cwd=work)
+    git("commit", "-q", "-m", "first lesson", cwd=work)
+    bare = root / "ds101-lessons.git"
+    git("clone", "-q", "--bare", str(work), str(bare), cwd=root)
+    return f"file://{bare}"
+
+
+COURSES = """\
+courses:
+  - id: ds101
+    title: Data Science 101
+    image: example.org/ds101:1
+    lessons:
+      - url: {lesson_url}
+        target: ds101-lessons
+    students: [alice, bob]
+  - id: phys210
+    title: Computational Physics
+    image: example.org/phys210:1
+    students: [{phys_students}]
+  - id: secret101
+    title: Somebody else's course
+    image: example.org/secret:1
+    students: [someone-else]
+"""
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    return tmp_path_factory.mktemp("spawner-hub")
+
+
+class CourseFile:
+    def __init__(self, path, lesson_url):
+        self.path, self.lesson_url = path, lesson_url
+
+    def write(self, phys_students):
+        self.path.write_text(COURSES.format(lesson_url=self.lesson_url, phys_students=phys_students))
+
+
+@pytest.fixture(scope="module")
+def course_file(workdir):
+    courses = CourseFile(workdir / "courses.yaml", make_lesson_repo(workdir))
+    courses.write(phys_students="bob")
+    return courses
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def k8s(workdir):
+    async with StandinProcess(workdir / "k8s", faults=Faults(provision_delay=0.5)) as standin:
+        yield standin
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def hub(k8s, workdir, course_file):
+    config = textwrap.dedent(
+        f"""
+        c.JupyterHub.authenticator_class = "dummy"
+        c.Authenticator.allow_all = True
+        c.Authenticator.admin_users = {{"carol"}}
+        c.JupyterHub.spawner_class = "classroom"
+        c.ClassroomRoster.course_files = [{str(course_file.path)!r}]
+        c.ClassroomRoster.check_interval = 0
+        c.KubeSpawner.namespace = {NS!r}
+        c.KubeSpawner.cmd = ["jupyterhub-singleuser"]
+        c.KubeSpawner.storage_capacity = "1Gi"
+        c.KubeSpawner.start_timeout = 120
+        c.KubeSpawner.http_timeout = 120
+        c.ClassroomSpawner.admin_profiles = [
+            {{
+                "display_name": "Admin: pick an image",
+                "slug": "admin-any",
+                "profile_options": {{
+                    "image": {{
+                        "display_name": "Image",
+                        "choices": {{
+                            "base": {{"display_name": "Base", "kubespawner_override": {{"image": "example.org/base:1"}}}},
+                            "gpu": {{"display_name": "GPU", "kubespawner_override": {{"image": "example.org/gpu:1"}}}},
+                        }},
+                        "unlisted_choice": {{
+                            "enabled": True,
+                            "validation_regex": "example[.]org/[a-z0-9-]+:[0-9]+",
+                            "kubespawner_override": {{"image": "{{value}}"}},
+                        }},
+                    }}
+                }},
+            }}
+        ]
+        """
+    )
+    async with HubProcess(
+        config=config,
+        workdir=workdir / "hub",
+        env={"KUBECONFIG": k8s.kubeconfig_path},
+        start_timeout=120,
+    ) as hub:
+        for name in ("alice", "bob", "carol", "nobody"):
+            await hub.create_user(name)
+        hub.tokens = {name: await hub.user_token(name) for name in ("alice", "bob", "carol", "nobody")}
+        yield hub
+
+
+async def spawn(hub, user, options, *, as_user=None):
+    """POST /users/USER/server with OPTIONS as AS_USER (default: USER themself)."""
+    token = hub.tokens[as_user or user]
+    return await hub.api("POST", f"users/{user}/server", json=options, token=token, raise_error=False)
+
+
+async def pod_of(k8s, user):
+    async with core_client(k8s.kubeconfig_path) as v1:
+        pods = await v1.list_namespaced_pod(NS, label_selector=f"hub.jupyter.org/username={user}")
+        return pods.items[0] if pods.items else None
+
+
+async def stop(hub, user):
+    await hub.stop_server(user, timeout=120)
+
+
+async def test_own_course_starts_with_its_image_volume_and_lessons(hub, k8s):
+    r = await spawn(hub, "alice", {"profile": "ds101"})
+    assert r.code in (201, 202), r.text
+    await hub.wait_for_server("alice", timeout=180)
+    pod = await pod_of(k8s, "alice")
+    assert pod.spec.containers[0].image == "example.org/ds101:1"
+    assert [c.name for c in pod.spec.init_containers] == ["lesson-sync"]
+    async with core_client(k8s.kubeconfig_path) as v1:
+        pvc = await v1.read_namespaced_persistent_volume_claim("claim-alice", NS)
+    assert pvc.spec.resources.requests["storage"] == "1Gi"
+    home = os.path.join(k8s.state_dir, "volumes", pvc.spec.volume_name)
+    # the lesson repo was cloned into the home before the server started
+    assert os.path.isfile(os.path.join(home, "ds101-lessons", "01-intro.ipynb"))
+    # and the real server serves it
+    r = await hub.fetch("user/alice/api/contents/ds101-lessons", token=hub.tokens["alice"])
+    assert r.code == 200
+    assert "01-intro.ipynb" in {item["name"] for item in r.json()["content"]}
+    await stop(hub, "alice")
+
+
+async def test_another_courses_profile_is_refused_with_a_clear_400(hub, k8s):
+    r = await spawn(hub, "alice", {"profile": "phys210"})
+    assert r.code == 400
+    assert "profile 'phys210' is not available to you; choose one of: ds101" in r.text
+    assert await pod_of(k8s, "alice") is None
+    user = (await hub.api("GET", "users/alice")).json()
+    assert not user["servers"]
+
+
+async def test_unlisted_choice_without_a_profile_key_is_refused(hub, k8s):
+    r = await spawn(hub, "alice", {"image--unlisted-choice": "evil.org/miner:1"})
+    assert r.code == 400
+    assert "unknown server option 'image--unlisted-choice'" in r.text
+    assert await pod_of(k8s, "alice") is None
+
+
+async def test_admin_may_pick_any_course_for_a_student_and_any_profile_for_themself(hub, k8s):
+    # carol (admin) starts alice's server with a course alice is not in
+    r = await spawn(hub, "alice", {"profile": "phys210"}, as_user="carol")
+    assert r.code in (201, 202), r.text
+    await hub.wait_for_server("alice", timeout=180)
+    assert (await pod_of(k8s, "alice")).spec.containers[0].image == "example.org/phys210:1"
+    await stop(hub, "alice")
+    # and her own server from an admin-only profile, with a listed choice
+    r = await spawn(hub, "carol", {"profile": "admin-any", "image": "gpu"})
+    assert r.code in (201, 202), r.text
+    await hub.wait_for_server("carol", timeout=180)
+    assert (await pod_of(k8s, "carol")).spec.containers[0].image == "example.org/gpu:1"
+    await stop(hub, "carol")
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"profile": "admin-any", "image": "tpu"}, "'tpu' is not one of the choices (base, gpu)"),
+        (
+            {"profile": "admin-any", "image--unlisted-choice": "example.org/ok:1;rm -rf /"},
+            "is not accepted",
+        ),
+        ({"profile": "admin-any", "cpu_limit": 64}, "unknown server option 'cpu_limit'"),
+    ],
+)
+async def test_bad_choices_are_refused_even_for_admins(hub, k8s, options, message):
+    r = await spawn(hub, "carol", options)
+    assert r.code == 400
+    assert message in r.text
+    assert await pod_of(k8s, "carol") is None
+
+
+async def test_someone_in_no_course_gets_a_message_not_a_server(hub, k8s):
+    r = await spawn(hub, "nobody", {})
+    assert r.code == 403
+    assert "You are not enrolled in any course" in r.text
+    assert await pod_of(k8s, "nobody") is None
+
+
+async def test_stale_saved_profile_falls_back_instead_of_failing(hub, k8s, course_file):
+    r = await spawn(hub, "bob", {"profile": "phys210"})
+    assert r.code in (201, 202), r.text
+    await hub.wait_for_server("bob", timeout=180)
+    await stop(hub, "bob")
+    # bob leaves phys210; JupyterHub still remembers {"profile": "phys210"}
+    course_file.write(phys_students="someone-else")
+    os.utime(course_file.path, (os.path.getmtime(course_file.path) + 2,) * 2)
+    # a start without options (the "Start My Server" button) reuses the saved choice;
+    # follow its progress while it is pending, as the spawn page does
+    request = asyncio.ensure_future(spawn(hub, "bob", None))
+    while not (await hub.api("GET", "users/bob")).json().get("pending"):
+        assert not request.done(), (await request).text
+        await asyncio.sleep(0.05)
+    progress = asyncio.ensure_future(hub.progress("bob", token=hub.tokens["bob"]))
+    assert (await request).code in (201, 202)
+    await hub.wait_for_server("bob", timeout=180)
+    assert (await pod_of(k8s, "bob")).spec.containers[0].image == "example.org/ds101:1"
+    events = await asyncio.wait_for(progress, 60)
+    assert any(
+        "Your last choice (phys210) is not available to you any more; starting Data Science 101 instead."
+        in e.get("message", "")
+        for e in events
+    ), events
+    await stop(hub, "bob")
+    # but naming phys210 explicitly is refused
+    r = await spawn(hub, "bob", {"profile": "phys210"})
+    assert r.code == 400
+
+
+async def test_no_tracebacks_for_refused_spawns(hub):
+    log = hub.read_log()
+    assert "Unhandled error starting" not in log
+    assert "KeyError" not in log
+    assert "Refusing server options for alice: profile 'phys210' is not available" in log
