@@ -1,0 +1,176 @@
+"""The first-spawn queue in a real JupyterHub on the Kubernetes stand-in: a lecture hall
+starts at once, with a slow storage provisioner and a short start_timeout."""
+
+import asyncio
+import re
+import textwrap
+
+import pytest
+import pytest_asyncio
+
+from classroom_spawner.local.hub import HubProcess
+from classroom_spawner.local.kube import Faults, KubeletConfig, StandinProcess
+
+pytestmark = [pytest.mark.hub, pytest.mark.asyncio(loop_scope="module")]
+
+STUDENTS = [f"student{i:02d}" for i in range(10)]
+LATE = [f"late{i}" for i in range(5)]
+LIMIT = 2
+PLACE = re.compile(r"You are (?:number (\d+) in line|next in line)")
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    return tmp_path_factory.mktemp("queue-hub")
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def k8s(workdir):
+    # a provisioner that makes one disk at a time, 1.5 s each: 10 first spawns
+    # take at least 15 s, longer than the 8 s start_timeout below
+    faults = Faults(provision_delay=1.5, provision_max_in_flight=1)
+    async with StandinProcess(
+        workdir / "k8s", faults=faults, kubelet=KubeletConfig(singleuser="light")
+    ) as standin:
+        yield standin
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def hub(k8s, workdir):
+    course_file = workdir / "courses.yaml"
+    course_file.write_text(
+        "courses:\n  - id: lecture\n    title: Big Lecture\n    students: [%s]\n" % ", ".join(STUDENTS + LATE)
+    )
+    config = textwrap.dedent(
+        f"""
+        c.JupyterHub.authenticator_class = "dummy"
+        c.Authenticator.allow_all = True
+        c.Authenticator.admin_users = {{"prof"}}
+        c.JupyterHub.spawner_class = "classroom"
+        c.JupyterHub.extra_handlers = [
+            (r"/api/classroom/spawn-queue", "classroom_spawner.queue_api.SpawnQueueAPIHandler"),
+        ]
+        # the queue, not a 429, absorbs the burst
+        c.JupyterHub.concurrent_spawn_limit = 0
+        c.ClassroomRoster.course_files = [{str(course_file)!r}]
+        c.ClassroomSpawner.first_spawn_limit = {LIMIT}
+        c.KubeSpawner.namespace = "default"
+        c.KubeSpawner.cmd = ["jupyterhub-singleuser"]
+        c.KubeSpawner.storage_capacity = "1Gi"
+        # short: a queued spawn would time out if waiting in line counted
+        c.KubeSpawner.start_timeout = 8
+        c.KubeSpawner.http_timeout = 30
+        c.JupyterHub.tornado_settings = {{"slow_spawn_timeout": 0}}
+        """
+    )
+    async with HubProcess(
+        config=config, workdir=workdir / "hub", env={"KUBECONFIG": k8s.kubeconfig_path}, start_timeout=120
+    ) as hub:
+        await hub.create_user("prof", admin=True)
+        hub.tokens = {}
+        for name in STUDENTS + LATE:
+            await hub.create_user(name)
+            hub.tokens[name] = await hub.user_token(name)
+        yield hub
+
+
+def places(events):
+    """Queue positions shown in a progress stream, in order (1 for 'next in line')."""
+    found = []
+    for event in events:
+        m = PLACE.search(event.get("message", ""))
+        if m:
+            found.append(int(m.group(1) or 1))
+    return found
+
+
+async def test_lecture_hall_burst_everyone_gets_a_server(hub):
+    requests = [
+        hub.api("POST", f"users/{name}/server", json={}, token=hub.tokens[name], raise_error=False)
+        for name in STUDENTS
+    ]
+    responses = await asyncio.gather(*requests)
+    # nobody is told "429 Too many users, try again"
+    assert [r.code for r in responses] == [202] * len(STUDENTS), [r.text for r in responses]
+    streams = await asyncio.gather(
+        *(hub.progress(name, token=hub.tokens[name], timeout=300) for name in STUDENTS)
+    )
+    for name, events in zip(STUDENTS, streams):
+        assert events[-1].get("ready") is True, (name, events[-3:])
+        shown = places(events)
+        # positions only ever count down
+        assert shown == sorted(shown, reverse=True), (name, shown)
+        assert not any(e.get("failed") for e in events), (name, events)
+    # more students than slots: most waited, and their place counted down to 1
+    waited = [places(events) for events in streams if places(events)]
+    assert len(waited) >= len(STUDENTS) - LIMIT
+    assert max(max(p) for p in waited) >= len(STUDENTS) - LIMIT - 1
+    assert any(len(p) >= 3 and p[-1] == 1 for p in waited)
+    assert any("It's your turn" in e.get("message", "") for events in streams for e in events)
+    for name in STUDENTS:
+        user = (await hub.api("GET", f"users/{name}")).json()
+        assert user["servers"][""]["ready"] is True
+    log = hub.read_log()
+    assert "did not start in 8 seconds" not in log
+    assert "Too many users" not in log
+
+
+async def test_queue_is_empty_and_metrics_are_exported_after_the_burst(hub):
+    state = (await hub.api("GET", "classroom/spawn-queue")).json()["queues"]["first-spawn"]
+    assert state["limit"] == LIMIT
+    assert state["waiting"] == 0 and state["in_flight"] == 0
+    metrics = (await hub.api("GET", "../metrics")).text
+    assert f'classroom_spawn_queue_wait_seconds_count{{queue="first-spawn"}} {float(len(STUDENTS))}' in metrics
+    assert 'classroom_spawn_queue_length{queue="first-spawn"} 0.0' in metrics
+    assert 'classroom_spawns_in_flight{queue="first-spawn"} 0.0' in metrics
+
+
+async def test_returning_students_are_not_queued(hub):
+    for name in STUDENTS[:4]:
+        await hub.stop_server(name)
+    responses = await asyncio.gather(
+        *(hub.api("POST", f"users/{n}/server", json={}, token=hub.tokens[n]) for n in STUDENTS[:4])
+    )
+    assert {r.code for r in responses} <= {201, 202}
+    streams = await asyncio.gather(
+        *(hub.progress(n, token=hub.tokens[n], timeout=120) for n in STUDENTS[:4])
+    )
+    for events in streams:
+        assert events[-1].get("ready") is True
+        assert places(events) == []
+
+
+async def test_a_cancelled_queued_spawn_leaves_the_line(hub):
+    # students who never started before: each spawn is a first spawn
+    for name in LATE:
+        r = await hub.api("POST", f"users/{name}/server", json={}, token=hub.tokens[name])
+        assert r.code == 202
+    state = await _queue(hub)
+    waiting = [w["user"] for w in state["waiters"]]
+    assert len(waiting) >= 2, state
+    # a student reading the queue sees only themself, with their real place in line
+    last = waiting[-1]
+    mine = await _queue(hub, token=hub.tokens[last])
+    seen = [w["user"] for w in mine["waiters"]] + [h["user"] for h in mine["holders"]]
+    assert seen == [last]
+    # the count is the whole line's, and the position is the real one (not 1 of 1)
+    assert mine["waiting"] >= 1
+    assert all(w["position"] > 1 for w in mine["waiters"]) or mine["holders"]
+    gone = waiting[0]
+    r = await hub.api("DELETE", f"users/{gone}/server", raise_error=False)
+    assert r.code in (202, 204)
+    state = await _queue(hub)
+    assert gone not in [w["user"] for w in state["waiters"]]
+    for name in LATE:
+        if name != gone:
+            await hub.wait_for_server(name, timeout=120)
+    user = (await hub.api("GET", f"users/{gone}")).json()
+    assert not user["servers"]
+    # the cancelled spawn holds no slot: the queue drains completely
+    state = await _queue(hub)
+    assert state["waiting"] == 0 and state["in_flight"] == 0
+
+
+async def _queue(hub, token=None):
+    r = await hub.api("GET", "classroom/spawn-queue", token=token)
+    return r.json()["queues"]["first-spawn"]
