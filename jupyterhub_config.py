@@ -69,3 +69,41 @@ c.ClassroomOAuthenticator.enable_auth_state = "JUPYTERHUB_CRYPT_KEY" in os.envir
 # supports still applies (c.KubeSpawner.* settings are inherited, so a Z2JH
 # chart's settings keep working).
 c.JupyterHub.spawner_class = "classroom"
+# Each course is a profile (image, CPU, memory from the course file); a student
+# sees only their courses' profiles, an admin sees every course plus these:
+c.ClassroomSpawner.admin_profiles = [
+    {
+        "display_name": "Admin: large server",
+        "slug": "admin-large",
+        "kubespawner_override": {"cpu_limit": 8, "mem_limit": "32G"},
+    },
+]
+# servers that are not in a course's file: the image and limits KubeSpawner uses
+c.KubeSpawner.image = "quay.io/jupyter/minimal-notebook:2025-06-02"
+c.KubeSpawner.cpu_limit = 2
+c.KubeSpawner.mem_limit = "2G"
+
+# Storage: one volume per user, mounted as the home directory; it is NOT deleted
+# when the user is deleted (ClassroomSpawner's delete_pvc default is False).
+c.KubeSpawner.storage_capacity = "10Gi"
+# c.KubeSpawner.storage_class = "standard-rwo"
+
+# Lessons: the course file's lesson repos are cloned into the home on every
+# start (merged without losing students' changes). A token for private repos
+# comes from a Kubernetes Secret, never from the pod spec:
+#   kubectl create secret generic lesson-git-token --from-literal=token=...
+# c.ClassroomSpawner.lesson_token_secret = "lesson-git-token"
+c.ClassroomSpawner.lesson_sync_timeout = 120
+
+# -- A lecture hall logging in at once -----------------------------------------
+#
+# First spawns (no volume yet: a disk to provision, an image to pull, a full
+# clone) are the expensive ones. At most first_spawn_limit run at once; the
+# others wait in line and see their place on the spawn page. Waiting does not
+# count against start_timeout.
+c.ClassroomSpawner.first_spawn_limit = 20
+c.ClassroomSpawner.spawn_queue_max_wait = 1800
+c.KubeSpawner.start_timeout = 300
+# JupyterHub's own limit would answer "429 Too many users" to students the
+# queue would have served: leave the limiting to the queue.
+c.JupyterHub.concurrent_spawn_limit = 0

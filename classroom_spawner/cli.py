@@ -71,8 +71,27 @@ def cmd_check(args, out) -> int:
             for i, (cell, w) in enumerate(zip(row, widths))
         ]
         print("  " + "  ".join(cells).rstrip(), file=out)
-    print("OK", file=out)
+    warnings = _config_warnings(config)
+    for warning in warnings:
+        print(f"warning: {warning}", file=out)
+    print("OK" + (f" ({len(warnings)} warning{'s' if len(warnings) != 1 else ''})" if warnings else ""), file=out)
     return 0
+
+
+def _config_warnings(config) -> list[str]:
+    """Settings that work but will hurt a classroom (printed by check)."""
+    from .spawner import ClassroomSpawner, hub_spawn_limit_warning
+
+    spawner_class = config.get("JupyterHub", {}).get("spawner_class", "")
+    if spawner_class not in ("classroom", ClassroomSpawner, "classroom_spawner.spawner.ClassroomSpawner"):
+        return []
+    limit = ClassroomSpawner.class_traits()["first_spawn_limit"].default_value
+    for section in ("ClassroomSpawner", "KubeSpawner", "Spawner"):
+        if "first_spawn_limit" in config.get(section, {}):
+            limit = config[section]["first_spawn_limit"]
+            break
+    warning = hub_spawn_limit_warning(config, limit)
+    return [warning] if warning else []
 
 
 def cmd_profiles(args, out) -> int:
@@ -213,6 +232,13 @@ def cmd_queue(args, out) -> int:
     return 0
 
 
+def cmd_demo(args, out) -> int:
+    """Run the local demo (a test/demo tool: imported only here, never by the hub)."""
+    from .local import demo
+
+    return demo.main(port=args.port, workdir=args.workdir, push_update=args.push_update, out=out)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="classroom-spawner",
@@ -257,6 +283,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     queue.add_argument("--json", action="store_true", help="print JSON")
     queue.set_defaults(func=cmd_queue)
+
+    demo = sub.add_parser(
+        "demo",
+        help="run a demo hub on this machine (Kubernetes stand-in, local login, sample courses)",
+        description="Start the Kubernetes stand-in, a local OpenID Connect provider with sample"
+        " accounts, and JupyterHub with this package and three sample courses; print the URL"
+        " and the logins; stop everything on Ctrl-C. See docs/demo.md.",
+    )
+    demo.add_argument("--port", type=int, default=8000, help="the hub's port on 127.0.0.1 (default: 8000)")
+    demo.add_argument(
+        "--workdir",
+        default=".demo",
+        metavar="DIR",
+        help="lesson repos, course file, students' homes and logs; recreated at every start (default: ./.demo)",
+    )
+    demo.add_argument(
+        "--push-update",
+        action="store_true",
+        help="push a sample lesson update to the running demo's ds101 lessons, then exit",
+    )
+    demo.set_defaults(func=cmd_demo)
     return parser
 
 

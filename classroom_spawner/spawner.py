@@ -56,6 +56,24 @@ def user_error(message: str, *, status: int = 400, reason: str = "invalid-option
     return error
 
 
+def hub_spawn_limit_warning(config, first_spawn_limit: int) -> str | None:
+    """Why JupyterHub's own ``concurrent_spawn_limit`` would defeat the first-spawn
+    queue, or None. JupyterHub counts spawns waiting in our line as pending and
+    answers "429 Too many users" beyond its limit, so a burst larger than that
+    limit gets errors instead of places in line."""
+    hub_config = config.get("JupyterHub", {}) if config else {}
+    hub_limit = hub_config.get("concurrent_spawn_limit", 100)
+    if not first_spawn_limit or not hub_limit:
+        return None
+    return (
+        f"c.JupyterHub.concurrent_spawn_limit is {hub_limit}: JupyterHub counts spawns waiting in the"
+        f" first-spawn queue as pending, so beyond {hub_limit} students starting at once the rest get"
+        " '429 Too many users' instead of a place in line. Set c.JupyterHub.concurrent_spawn_limit = 0"
+        " (Z2JH: hub.concurrentSpawnLimit: 0) and let c.ClassroomSpawner.first_spawn_limit"
+        f" ({first_spawn_limit}) limit the expensive spawns."
+    )
+
+
 def _brace_safe(value):
     """Escape a value for HTML, and its braces too: JupyterHub renders the form
     through Jinja a second time, so a course title must not read as a template."""
@@ -89,6 +107,9 @@ class ClassroomSpawner(KubeSpawner):
     Every KubeSpawner option still applies; ``c.KubeSpawner.*`` settings (as
     written by the Zero to JupyterHub chart) are inherited.
     """
+
+    # warn about JupyterHub's concurrent_spawn_limit once per hub process
+    _hub_limit_checked = False
 
     admin_profiles = List(
         Dict(),
@@ -283,6 +304,11 @@ class ClassroomSpawner(KubeSpawner):
             )
         self.profile_list = _classroom_profile_list
         self.roster = ClassroomRoster.from_config(self.config, self.log)
+        if not ClassroomSpawner._hub_limit_checked:
+            ClassroomSpawner._hub_limit_checked = True
+            warning = hub_spawn_limit_warning(self.config, self.first_spawn_limit)
+            if warning:
+                self.log.warning(warning)
         self.classroom_course = None
         self._fallback_notice = None
         self._auth_state = None

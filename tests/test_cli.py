@@ -84,7 +84,7 @@ def test_profiles_json(user):
 def test_profiles_as_admin_lists_every_course():
     result = cli("profiles", "someone@uni.example.edu", "--admin", "--json", "-f", REFERENCE_CONFIG)
     assert result.returncode == 0, result.stderr
-    assert [p["slug"] for p in json.loads(result.stdout)["profiles"]] == ["ds101", "phys210"]
+    assert [p["slug"] for p in json.loads(result.stdout)["profiles"]] == ["ds101", "phys210", "admin-large"]
 
 
 def test_images_lists_every_image_for_prepulling():
@@ -129,3 +129,19 @@ def test_jupyterhub_resolves_classroom_by_name():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.stdout.split() == ["ClassroomSpawner", "ClassroomOAuthenticator"], result.stderr
+
+
+def test_check_warns_when_jupyterhubs_spawn_limit_would_defeat_the_queue(tmp_path):
+    (tmp_path / "courses.yaml").write_text("courses:\n  - id: c1\n    students: [a]\n")
+    config = tmp_path / "jupyterhub_config.py"
+    config.write_text(
+        "c.JupyterHub.spawner_class = 'classroom'\n"
+        "c.ClassroomRoster.course_files = ['courses.yaml']\n"
+        "c.JupyterHub.concurrent_spawn_limit = 64\n"
+    )
+    result = cli("check", cwd=tmp_path)
+    assert result.returncode == 0
+    assert "warning: c.JupyterHub.concurrent_spawn_limit is 64" in result.stdout
+    assert result.stdout.rstrip().endswith("OK (1 warning)")
+    config.write_text(config.read_text() + "c.JupyterHub.concurrent_spawn_limit = 0\n")
+    assert "warning" not in cli("check", cwd=tmp_path).stdout
