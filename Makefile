@@ -17,8 +17,11 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
+# A classroom hub at http://127.0.0.1:8000 on the Kubernetes stand-in, with a
+# local identity provider and sample courses; Ctrl-C stops it (docs/demo.md).
+# `make demo DEMO_ARGS="--port 8001"` passes options on.
 demo: $(BIN)/.installed node_modules/.installed
-	$(BIN)/classroom-spawner check -f jupyterhub_config.py
+	$(BIN)/classroom-spawner demo $(DEMO_ARGS)
 
 test: $(BIN)/.installed node_modules/.installed
 	$(BIN)/pytest $(PYTEST_ARGS)
