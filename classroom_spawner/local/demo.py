@@ -452,6 +452,8 @@ class Demo:
             c.KubeSpawner.cmd = ["jupyterhub-singleuser"]
             c.KubeSpawner.start_timeout = 180
             c.KubeSpawner.http_timeout = 120
+            # the first-spawn queue, not a 429, absorbs a burst (docs/queue.md)
+            c.JupyterHub.concurrent_spawn_limit = 0
             c.Spawner.default_url = "/lab"
             # no "get Jupyter news?" question: the demo makes no calls to the internet
             c.Spawner.args = ["--LabApp.news_url=None"]
