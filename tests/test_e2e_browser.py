@@ -335,8 +335,10 @@ EDIT = "answer = 42  # ada's own work"
 async def test_an_edit_survives_a_restart_and_the_lesson_update_arrives(browser, demo, people, shots):
     page = await people("ada")
     await file_item(page, "01-welcome.ipynb").dblclick()
-    cell = page.locator(".jp-NotebookPanel .jp-CodeCell .cm-content").last
+    # the exercise cell: the fourth, after "Exercise 1" (cells render one by one, so wait for it)
+    cell = page.locator(".jp-NotebookPanel .jp-Cell").nth(3).locator(".cm-content")
     await cell.wait_for(timeout=UI_TIMEOUT)
+    assert await cell.inner_text() in ("", "\n")
     await cell.click()
     await page.keyboard.type(EDIT)
     await page.keyboard.press("Control+s")
@@ -367,7 +369,8 @@ async def test_an_edit_survives_a_restart_and_the_lesson_update_arrives(browser,
     assert added in names and upstream, names
     assert update["commit"].startswith(upstream[0].split("-")[-1].split(".")[0])
     model = await contents(page, demo, "ada", "ds101-lessons/01-welcome.ipynb")
-    assert EDIT in json.dumps(model["content"])  # her version stays
+    cells = ["".join(c["source"]) for c in model["content"]["cells"]]
+    assert EDIT in cells  # her version stays, in the exercise cell
     note = await contents(page, demo, "ada", "LESSONS-SYNC-NOTE.md")
     assert note and "01-welcome.ipynb" in note["content"]
 
