@@ -3,7 +3,7 @@ the end-to-end browser tests drive.
 
 ``classroom-spawner demo`` (and ``make demo``) runs :class:`Demo`:
 
-- two real git repositories of lesson notebooks (bare repos served over
+- three real git repositories of lesson notebooks (bare repos served over
   ``file://``, each with an "instructor's" working copy next to it), and a
   course file with three sample courses;
 - the Kubernetes stand-in (:mod:`classroom_spawner.local.kube`) as a
