@@ -12,6 +12,8 @@ ClassroomOAuthenticator registers it; with another authenticator add it with
 
 from __future__ import annotations
 
+import inspect
+
 from jupyterhub import orm
 from jupyterhub.apihandlers.base import APIHandler
 from jupyterhub.scopes import needs_scope
@@ -20,11 +22,18 @@ from .spawnqueue import shared_queues
 
 SPAWN_QUEUE_API_PATH = r"/api/classroom/spawn-queue"
 
+# The handler filters what it returns itself. JupyterHub >= 5.1 wants list-like
+# endpoints to say so (post_filter); 5.0's needs_scope has no such argument.
+if "post_filter" in inspect.signature(needs_scope).parameters:
+    _needs_read_servers = needs_scope("read:servers", post_filter=True)
+else:  # pragma: no cover - JupyterHub 5.0
+    _needs_read_servers = needs_scope("read:servers")
+
 
 class SpawnQueueAPIHandler(APIHandler):
     """The spawn queues' state, filtered to the users the caller may see."""
 
-    @needs_scope("read:servers", post_filter=True)
+    @_needs_read_servers
     def get(self):
         visible = self.get_scope_filter("read:servers")
         cache: dict[str, bool] = {}

@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import socket
+import signal
 import ssl
 import subprocess
 import sys
@@ -104,6 +105,23 @@ class SyncRun:
         return next(message for _, name, message in self.entries if name == target)
 
 
+def _run_in_own_session(argv, cwd, env, timeout) -> subprocess.CompletedProcess:
+    """subprocess.run, but a timeout kills the whole process group: git's children
+    hold the output pipes, and killing only the direct child would leave
+    communicate() waiting for them forever."""
+    proc = subprocess.Popen(
+        argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, start_new_session=True,
+    )
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    return subprocess.CompletedProcess(argv, proc.returncode, out, err)
+
+
 def run_sync(
     home: Path,
     lessons,
@@ -127,14 +145,7 @@ def run_sync(
         "CLASSROOM_TERMINATION_LOG": str(termination),
     }
     run_env.update(env or {})
-    proc = subprocess.run(
-        [python, "-I", "-c", script],
-        cwd=home,
-        env=run_env,
-        capture_output=True,
-        text=True,
-        timeout=timeout + 120,
-    )
+    proc = _run_in_own_session([python, "-I", "-c", script], home, run_env, timeout + 120)
     result = SyncRun(proc, termination.read_text() if termination.exists() else "")
     assert result.returncode == 0, proc.stderr
     assert proc.stderr == "", proc.stderr
@@ -930,6 +941,9 @@ def tls_cert(tmp_path_factory) -> tuple[Path, Path]:
 class GitHTTPHandler(BaseHTTPRequestHandler):
     """git http-backend behind HTTP basic auth: a private repo host."""
 
+    # a client that goes away mid-request must not leave a thread blocked forever
+    timeout = 30
+
     def _body(self) -> bytes:
         if self.headers.get("Transfer-Encoding", "").lower() != "chunked":
             return self.rfile.read(int(self.headers.get("Content-Length") or 0))
@@ -976,7 +990,9 @@ class GitHTTPHandler(BaseHTTPRequestHandler):
             "REMOTE_USER": "student",
             "REMOTE_ADDR": "127.0.0.1",
         }
-        out = subprocess.run(["git", "http-backend"], input=body, env=env, capture_output=True).stdout
+        out = subprocess.run(
+            ["git", "http-backend"], input=body, env=env, capture_output=True, timeout=60
+        ).stdout
         sep = b"\r\n\r\n" if b"\r\n\r\n" in out else b"\n\n"
         head, _, payload = out.partition(sep)
         status, headers = 200, []
