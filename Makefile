@@ -5,7 +5,11 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test bench docs clean
+# the oldest supported Python, for `make test-oldest` (pyenv's 3.10 if there is one)
+PYTHON_OLDEST ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.10.*/bin/python3) $(shell command -v python3.10))
+VENV_OLDEST ?= .venv-oldest
+
+.PHONY: demo test test-oldest bench docs clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +30,19 @@ demo: $(BIN)/.installed node_modules/.installed
 test: $(BIN)/.installed node_modules/.installed
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+# The same suite on Python 3.10 with the oldest supported JupyterHub, KubeSpawner and
+# OAuthenticator (the browser tests and the 200-pod soak run only in `make test`).
+$(VENV_OLDEST)/bin/.installed: pyproject.toml .ci/oldest-constraints.txt
+	@test -n "$(PYTHON_OLDEST)" || { echo "No Python 3.10 found; set PYTHON_OLDEST=/path/to/python3.10"; exit 1; }
+	$(PYTHON_OLDEST) -m venv $(VENV_OLDEST)
+	$(VENV_OLDEST)/bin/pip install --quiet --upgrade pip
+	$(VENV_OLDEST)/bin/pip install --quiet -c .ci/oldest-constraints.txt -e ".[test]"
+	touch $@
+
+test-oldest: $(VENV_OLDEST)/bin/.installed node_modules/.installed
+	$(VENV_OLDEST)/bin/python -c "import sys, jupyterhub, kubespawner, oauthenticator; print('oldest:', sys.version.split()[0], 'jupyterhub', jupyterhub.__version__, 'kubespawner', kubespawner.__version__, 'oauthenticator', oauthenticator.__version__)"
+	$(VENV_OLDEST)/bin/pytest -m "not browser" --ignore=tests/test_standin_soak.py $(PYTEST_ARGS)
+
 bench: $(BIN)/.installed node_modules/.installed
 	$(BIN)/python benchmarks/roster_load.py
 
@@ -34,4 +51,4 @@ docs: $(BIN)/.installed
 	$(BIN)/sphinx-build -W --keep-going -b html docs docs/_build/html
 
 clean:
-	rm -rf $(VENV) node_modules docs/_build test-artifacts
+	rm -rf $(VENV) $(VENV_OLDEST) node_modules docs/_build test-artifacts

@@ -25,6 +25,7 @@ from kubernetes_asyncio.client.models import V1Container
 from kubespawner.utils import get_k8s_model
 
 from . import profiles as profiles_mod
+from .authz.state import claimed_courses
 from .lessons.initcontainer import CONTAINER_NAME as LESSON_CONTAINER
 from .lessons.initcontainer import build_init_container, parse_termination_message
 from .metrics import SPAWN_QUEUE_WAIT_SECONDS, observe_queue
@@ -86,6 +87,10 @@ _FORM_TEMPLATE = Environment(
     autoescape=select_autoescape(default=True),
     finalize=_brace_safe,
 ).get_template("classroom_form.html")
+
+
+def _options_applied_at_start(spawner, user_options):
+    """JupyterHub's apply_user_options hook: nothing to do before start()."""
 
 
 async def _classroom_profile_list(spawner: ClassroomSpawner) -> list[dict[str, Any]]:
@@ -340,7 +345,7 @@ class ClassroomSpawner(KubeSpawner):
         provider asserted at login (kept in auth state by the authenticator)."""
         roster = await self.roster.current()
         found = dict(roster.memberships(self.user.name))
-        for course_id, role in _claimed_courses(self._auth_state).items():
+        for course_id, role in claimed_courses(self._auth_state).items():
             if course_id in roster.courses and (
                 course_id not in found or role.rank > found[course_id].rank
             ):
@@ -381,6 +386,12 @@ class ClassroomSpawner(KubeSpawner):
         return _FORM_TEMPLATE.render(
             profile_list=profiles, user_options=saved, unlisted=profiles_mod.UNLISTED
         )
+
+    @default("apply_user_options")
+    def _apply_user_options_default(self):
+        # JupyterHub >= 5.3 warns about user_options no hook applies; here
+        # check_user_options and KubeSpawner's load_user_options apply them at start
+        return _options_applied_at_start
 
     @default("options_from_form")
     def _options_from_form_default(self):
@@ -663,13 +674,4 @@ def _run_as(container, pod) -> tuple[int, int]:
     return (1000 if uid is None else uid), (100 if gid is None else gid)
 
 
-def _claimed_courses(auth_state) -> dict[str, Role]:
-    """Courses the identity provider asserted, as stored by the authenticator."""
-    if not auth_state:
-        return {}
-    try:
-        from .authz.state import claimed_courses
-    except ImportError:  # pragma: no cover - authenticator module not present
-        return {}
-    return claimed_courses(auth_state)
 

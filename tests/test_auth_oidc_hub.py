@@ -222,8 +222,8 @@ async def test_instructor_lists_only_their_course_users(hub):
     assert not names & {"carol", "alan", "dave"}, names  # other course, staff
     assert names <= {"alice", "bob", "grace"}
     assert sorted(token_api(hub, token, "users/alice").json()["groups"]) == ["ds101", "phys210"]
-    assert token_api(hub, token, "users/carol").status_code == 404
-    assert token_api(hub, token, "users/alan").status_code == 404
+    assert token_api(hub, token, "users/carol").status_code in (403, 404)  # 6.x: 404, 5.x: 403
+    assert token_api(hub, token, "users/alan").status_code in (403, 404)  # 6.x: 404, 5.x: 403
     # she cannot put herself (or anyone) into a group
     add = token_api(hub, token, "groups/phys210/users", method="POST", json={"users": ["grace"]})
     assert add.status_code in (403, 404), add.text
@@ -234,7 +234,7 @@ async def test_ta_cannot_reach_the_instructor(hub):
     token = alan.api("POST", "users/alan/tokens", json={"note": "tutoring"}).json()["token"]
     names = {u["name"] for u in token_api(hub, token, "users").json()}
     assert {"alice", "bob"} <= names and "grace" not in names
-    assert token_api(hub, token, "users/grace").status_code == 404
+    assert token_api(hub, token, "users/grace").status_code in (403, 404)  # 6.x: 404, 5.x: 403
 
 
 async def test_roster_changes_reach_the_hub_at_refresh(hub, idp, course_file):
@@ -276,7 +276,7 @@ async def test_roster_changes_reach_the_hub_at_refresh(hub, idp, course_file):
         token_api(hub, alan_token, "users")
         after = token_api(hub, alan_token, "users")
         assert after.status_code == 403, after.text  # no list:users on anyone any more
-        assert token_api(hub, alan_token, "users/alice").status_code == 404
+        assert token_api(hub, alan_token, "users/alice").status_code in (403, 404)  # 6.x: 404, 5.x: 403
         model = await user_model(hub, "alan")
         assert model["roles"] == ["user"] and model["groups"] == []
     finally:
