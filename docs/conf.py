@@ -12,7 +12,6 @@ extensions = [
     "autodoc_traits",
     "myst_parser",
     "sphinx.ext.autodoc",
-    "sphinx.ext.intersphinx",
     "sphinx.ext.napoleon",
     "sphinx_copybutton",
 ]
@@ -23,12 +22,19 @@ exclude_patterns = ["_build"]
 myst_enable_extensions = ["colon_fence", "deflist"]
 myst_heading_anchors = 3
 
-intersphinx_mapping = {
-    "jupyterhub": ("https://jupyterhub.readthedocs.io/en/stable/", None),
-    "kubespawner": ("https://jupyterhub-kubespawner.readthedocs.io/en/stable/", None),
-    "oauthenticator": ("https://oauthenticator.readthedocs.io/en/stable/", None),
-}
-intersphinx_disabled_reftypes = ["*"]
+
+
+def _skip_inherited_traits(app, what, name, obj, skip, options):
+    """The reference lists what classroom-spawner adds; KubeSpawner's and
+    OAuthenticator's own options are documented by those projects."""
+    defined_in = getattr(getattr(obj, "this_class", None), "__module__", "")
+    if defined_in and not defined_in.startswith("classroom_spawner"):
+        return True
+    return None
+
+
+def setup(app):
+    app.connect("autodoc-skip-member", _skip_inherited_traits)
 
 html_theme = "sphinx_book_theme"
 html_title = "classroom-spawner"
