@@ -59,13 +59,17 @@ ROLE_ALIASES = {
 }
 
 
-@functools.lru_cache(maxsize=256)
 def parse_role(text: str) -> Role:
     """Turn a role as written in a roster into a :class:`Role`.
 
     Raises ValueError naming the accepted spellings for anything else.
     """
-    key = "".join(ch for ch in str(text).lower() if ch not in " -_")
+    return _parse_role_text(str(text))
+
+
+@functools.lru_cache(maxsize=256)  # rosters repeat a handful of spellings many times
+def _parse_role_text(text: str) -> Role:
+    key = "".join(ch for ch in text.lower() if ch not in " -_")
     try:
         return ROLE_ALIASES[key]
     except KeyError:
