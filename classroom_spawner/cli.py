@@ -43,6 +43,11 @@ def _load_roster(args):
 def cmd_check(args, out) -> int:
     """Load the config and every roster file; summarise, or list every problem."""
     config, roster_config, roster = _load_roster(args)
+    problems = _authenticator_problems(config)
+    if problems:
+        for problem in problems:
+            print(f"error: {problem}", file=sys.stderr)
+        return 1
     print(f"Config: {args.config}", file=out)
     print(
         f"Roster: {len(roster.courses)} courses, {roster.people} people,"
@@ -76,6 +81,39 @@ def cmd_check(args, out) -> int:
         print(f"warning: {warning}", file=out)
     print("OK" + (f" ({len(warnings)} warning{'s' if len(warnings) != 1 else ''})" if warnings else ""), file=out)
     return 0
+
+
+def _authenticator_problems(config) -> list[str]:
+    """Build the configured classroom authenticator as the hub would at start,
+    so settings that would stop the hub (a claim mapped to an unknown course,
+    colliding group names, ...) are reported here first."""
+    name = config.get("JupyterHub", {}).get("authenticator_class", "")
+    classes = {
+        "classroom": "ClassroomOAuthenticator",
+        "classroom-github": "ClassroomGitHubOAuthenticator",
+        "classroom_spawner.auth.ClassroomOAuthenticator": "ClassroomOAuthenticator",
+        "classroom_spawner.auth.ClassroomGitHubOAuthenticator": "ClassroomGitHubOAuthenticator",
+    }
+    if not isinstance(name, str):
+        name = f"{getattr(name, '__module__', '')}.{getattr(name, '__name__', '')}"
+    if name not in classes:
+        return []
+    import logging
+
+    from traitlets import TraitError
+
+    from . import auth
+
+    quiet = logging.getLogger("classroom-spawner.check")
+    quiet.addHandler(logging.NullHandler())
+    quiet.propagate = False
+    try:
+        getattr(auth, classes[name])(config=config, log=quiet)
+    except RosterError:
+        raise
+    except (ValueError, TraitError) as e:
+        return [line for line in str(e).splitlines() if line.strip()]
+    return []
 
 
 def _config_warnings(config) -> list[str]:

@@ -145,3 +145,19 @@ def test_check_warns_when_jupyterhubs_spawn_limit_would_defeat_the_queue(tmp_pat
     assert result.stdout.rstrip().endswith("OK (1 warning)")
     config.write_text(config.read_text() + "c.JupyterHub.concurrent_spawn_limit = 0\n")
     assert "warning" not in cli("check", cwd=tmp_path).stdout
+
+
+def test_check_reports_authenticator_settings_that_would_stop_the_hub(tmp_path):
+    (tmp_path / "courses.yaml").write_text("courses:\n  - id: c1\n    students: [a]\n")
+    (tmp_path / "jupyterhub_config.py").write_text(
+        "c.JupyterHub.authenticator_class = 'classroom'\n"
+        "c.ClassroomRoster.course_files = ['courses.yaml']\n"
+        "c.ClassroomOAuthenticator.enable_auth_state = True\n"
+        "c.ClassroomOAuthenticator.course_claim_groups = {'idp-ds': 'ds999'}\n"
+    )
+    result = cli("check", cwd=tmp_path)
+    assert result.returncode == 1
+    assert (
+        "error: ClassroomOAuthenticator.course_claim_groups['idp-ds'] names course 'ds999',"
+        " which is not on the roster"
+    ) in result.stderr
