@@ -29,7 +29,7 @@ from .authz.state import claimed_courses
 from .lessons.initcontainer import CONTAINER_NAME as LESSON_CONTAINER
 from .lessons.initcontainer import build_init_container, parse_termination_message
 from .metrics import SPAWN_QUEUE_WAIT_SECONDS, observe_queue
-from .spawnqueue import describe_wait, shared_queue
+from .spawnqueue import describe_wait, shared_queue, update_interval
 from .roster import ClassroomRoster, Role
 
 try:  # JupyterHub >= 6: policy rejections that don't count as spawn failures
@@ -550,10 +550,15 @@ class ClassroomSpawner(KubeSpawner):
         except Exception as e:
             if getattr(e, "status", None) == 404:
                 return True
+            why = (
+                f"no answer in {self.k8s_api_request_timeout} s"
+                if isinstance(e, asyncio.TimeoutError)
+                else (str(e) or type(e).__name__)
+            )
             self.log.warning(
                 "Could not check for %s's volume (%s); treating the spawn as a first spawn",
                 self._log_name,
-                e,
+                why,
             )
             return True
         return getattr(pvc.status, "phase", None) != "Bound"
@@ -637,7 +642,12 @@ class ClassroomSpawner(KubeSpawner):
                         yield {"message": f"Lessons ({level}): {message}"}
 
     async def _queue_progress(self):
-        """The place in line, each time it changes, until every slot is granted."""
+        """The place in line, when it changed, until every slot is granted.
+
+        Each page looks at its own ticket every :func:`update_interval` seconds
+        (sooner when the slot comes), so a long line costs the hub a bounded
+        number of updates, not one per page per move.
+        """
         last = None
         waited = False
         while True:
@@ -649,7 +659,7 @@ class ClassroomSpawner(KubeSpawner):
                 if message != last:
                     yield {"progress": 2, "message": message}
                     last, waited = message, True
-                await queue.changed(timeout=10)
+                await ticket.wait_granted(update_interval(queue.waiting))
             elif self._queueing_done.is_set():
                 break
             else:  # between two queues

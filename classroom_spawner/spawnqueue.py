@@ -76,6 +76,17 @@ class Ticket:
             self.queue._abandon(self)
             raise
 
+    async def wait_granted(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for the slot; True once granted.
+
+        Unlike :meth:`wait`, running out of time keeps the place in line. Each
+        waiter waits on its own ticket, so the line moving wakes nobody but the
+        one who got the slot.
+        """
+        if self._future is not None and not self._future.done():
+            await asyncio.wait({self._future}, timeout=timeout)
+        return self.granted and not self.released
+
     def release(self) -> None:
         """Give the slot back (or leave the line). Safe to call more than once."""
         self.queue._abandon(self)
@@ -111,7 +122,6 @@ class SpawnQueue:
         self._left_early: list[int] = []
         self._holders: dict[int, Ticket] = {}
         self._releases: collections.deque[float] = collections.deque(maxlen=max(2, rate_window))
-        self._changed = asyncio.Event()
         self._on_change = on_change
         self.granted_total = 0
         self.abandoned_total = 0
@@ -157,14 +167,6 @@ class SpawnQueue:
         if rate is None or position <= 0:
             return None if position > 0 else 0.0
         return position / rate
-
-    async def changed(self, timeout: float | None = None) -> None:
-        """Wait until the line moves (or ``timeout`` passes)."""
-        event = self._changed
-        try:
-            await asyncio.wait_for(event.wait(), timeout)
-        except asyncio.TimeoutError:
-            pass
 
     # -- entering and leaving ---------------------------------------------------------
 
@@ -223,8 +225,6 @@ class SpawnQueue:
             self._left_early.clear()
 
     def _notify(self) -> None:
-        self._changed.set()
-        self._changed = asyncio.Event()
         if self._on_change is not None:
             self._on_change(self)
 
@@ -275,6 +275,17 @@ def shared_queue(name: str, limit: int, **kwargs) -> SpawnQueue:
 
 def shared_queues() -> dict[str, SpawnQueue]:
     return dict(_QUEUES)
+
+
+def update_interval(waiting: int) -> float:
+    """Seconds between place-in-line updates on each spawn page.
+
+    Every slot that frees up moves everyone behind it, so updating each page
+    at every move costs the hub (lines x moves) events. One a second is plenty
+    for a short line; a long line, which moves by less per second relative to
+    its length, is updated less often (10 s for 1000 waiting).
+    """
+    return min(10.0, max(1.0, waiting / 100))
 
 
 def describe_wait(position: int, limit: int, estimate: float | None, *, what: str = "a new server") -> str:

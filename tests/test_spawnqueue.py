@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from classroom_spawner.spawnqueue import QueueFull, SpawnQueue
+from classroom_spawner.spawnqueue import QueueFull, SpawnQueue, update_interval
 
 
 class Tracker:
@@ -201,14 +201,29 @@ async def test_estimate_comes_from_measured_releases():
     assert queue.estimate_wait(3) == pytest.approx(30)
 
 
-async def test_changed_wakes_on_movement():
+async def test_wait_granted_wakes_when_the_slot_comes():
     queue = SpawnQueue(limit=1)
     holder = queue.enter("a")
-    queue.enter("b")
-    waiter = asyncio.create_task(queue.changed(timeout=5))
+    ticket = queue.enter("b")
+    waiter = asyncio.create_task(ticket.wait_granted(30))
     await asyncio.sleep(0)
     holder.release()
-    await asyncio.wait_for(waiter, 1)
+    assert await asyncio.wait_for(waiter, 1) is True
+
+
+async def test_wait_granted_keeps_the_place_on_timeout():
+    queue = SpawnQueue(limit=1)
+    queue.enter("a")
+    ticket = queue.enter("b")
+    assert await ticket.wait_granted(0.01) is False
+    assert ticket.position == 1
+    assert queue.waiting == 1
+
+
+def test_update_interval_grows_with_the_line():
+    assert update_interval(0) == 1
+    assert update_interval(150) == pytest.approx(1.5)
+    assert update_interval(5000) == 10
 
 
 def test_limit_must_be_positive():
