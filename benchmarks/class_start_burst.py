@@ -58,7 +58,7 @@ import psutil
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from tornado.iostream import StreamClosedError
 
-from classroom_spawner.local.hub import HubProcess
+from classroom_spawner.local.hub import HubProcess, event_stream_reader
 from classroom_spawner.local.kube import Faults, KubeletConfig, StandinProcess
 
 SCENARIOS = ("queue", "hub-429", "no-limit")
@@ -376,7 +376,6 @@ async def prepare_users(
 
 async def follow_progress(client: Client, s: Student, deadline: float):
     """Read the progress stream until ready/failed. Returns True when it ended in one."""
-    buf = bytearray()
     done = asyncio.Event()
     last_position = [None]
 
@@ -403,18 +402,6 @@ async def follow_progress(client: Client, s: Student, deadline: float):
             s.outcome = classify_failure(message)
             done.set()
 
-    def on_chunk(chunk: bytes):
-        buf.extend(chunk)
-        while b"\n\n" in buf:
-            raw, _, rest = bytes(buf).partition(b"\n\n")
-            buf[:] = rest
-            for line in raw.decode("utf8", "replace").splitlines():
-                if line.startswith("data:"):
-                    try:
-                        on_event(json.loads(line[5:].strip()))
-                    except ValueError:
-                        pass
-
     remaining = deadline - time.monotonic()
     if remaining <= 1:
         return False
@@ -423,7 +410,7 @@ async def follow_progress(client: Client, s: Student, deadline: float):
         token=s.token,
         timeout=remaining,
         headers={"Accept": "text/event-stream"},
-        streaming_callback=on_chunk,
+        streaming_callback=event_stream_reader(on_event),
     )
     if done.is_set():
         return True

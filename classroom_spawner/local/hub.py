@@ -107,6 +107,30 @@ def bin_dir():
     return os.path.dirname(os.path.abspath(sys.executable))
 
 
+def event_stream_reader(on_event):
+    """A ``streaming_callback`` that hands each JSON ``data:`` event of a
+    server-sent event stream (JupyterHub's progress) to ``on_event``.
+
+    Events may arrive split over chunks; a ``data:`` line that is not JSON is skipped.
+    """
+    buf = bytearray()
+
+    def on_chunk(chunk: bytes):
+        buf.extend(chunk)
+        while b"\n\n" in buf:
+            raw, _, rest = bytes(buf).partition(b"\n\n")
+            buf[:] = rest
+            for line in raw.decode("utf8", "replace").splitlines():
+                if line.startswith("data:"):
+                    try:
+                        event = json.loads(line[5:].strip())
+                    except ValueError:
+                        continue
+                    on_event(event)
+
+    return on_chunk
+
+
 class Response:
     """What :meth:`HubProcess.api` and :meth:`HubProcess.fetch` return."""
 
@@ -491,22 +515,11 @@ class HubProcess:
         if server_name:
             path = f"users/{quote(name)}/servers/{quote(server_name)}/progress"
         events = []
-        buf = bytearray()
-
-        def on_chunk(chunk):
-            buf.extend(chunk)
-            while b"\n\n" in buf:
-                raw, _, rest = bytes(buf).partition(b"\n\n")
-                buf[:] = rest
-                for line in raw.decode("utf8", "replace").splitlines():
-                    if line.startswith("data:"):
-                        events.append(json.loads(line[5:].strip()))
-
         await self.fetch(
             self.api_url + "/" + path,
             token=token or self.admin_token,
             headers={"Accept": "text/event-stream"},
-            streaming_callback=on_chunk,
+            streaming_callback=event_stream_reader(events.append),
             request_timeout=timeout,
         )
         return events
