@@ -39,3 +39,17 @@ def write_file(tmp_path):
         return str(path)
 
     return write
+
+
+@pytest.fixture
+def rewrite_file():
+    """Replace a file's text and move its mtime on by a second, so that even a
+    coarse file-system clock shows the change (as a roster reload needs)."""
+
+    def rewrite(path, text):
+        before = os.stat(path).st_mtime_ns
+        with open(path, "w") as f:
+            f.write(text)
+        os.utime(path, ns=(before + 1_000_000_000, before + 1_000_000_000))
+
+    return rewrite

@@ -35,6 +35,7 @@ def test_check_reference_config():
 def test_check_defaults_to_jupyterhub_config_in_the_current_directory():
     result = cli("check")
     assert result.returncode == 0, result.stderr
+    assert "Config: jupyterhub_config.py" in result.stdout
 
 
 def test_check_reports_every_problem_with_file_and_line(tmp_path):
@@ -144,7 +145,10 @@ def test_check_warns_when_jupyterhubs_spawn_limit_would_defeat_the_queue(tmp_pat
     assert "warning: c.JupyterHub.concurrent_spawn_limit is 64" in result.stdout
     assert result.stdout.rstrip().endswith("OK (1 warning)")
     config.write_text(config.read_text() + "c.JupyterHub.concurrent_spawn_limit = 0\n")
-    assert "warning" not in cli("check", cwd=tmp_path).stdout
+    again = cli("check", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "warning" not in again.stdout
+    assert again.stdout.rstrip().endswith("OK"), again.stdout
 
 
 def test_check_reports_authenticator_settings_that_would_stop_the_hub(tmp_path):

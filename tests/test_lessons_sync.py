@@ -28,6 +28,7 @@ import pytest
 
 from classroom_spawner.lessons import sync
 from classroom_spawner.lessons.initcontainer import parse_termination_message, sync_script
+from classroom_spawner.local.hub import free_port
 
 SYNC_SOURCE = Path(sync.__file__).read_text(encoding="utf-8")
 REAL_GIT = shutil.which("git")
@@ -233,10 +234,17 @@ def test_first_start_clones_into_target(home, upstream):
     assert temp_leftovers(home) == []
 
 
-def test_created_files_follow_the_umask(home, upstream):
-    run_sync(home, [lesson(upstream)])
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_created_files_follow_the_umask(home, upstream, umask):
+    old = os.umask(umask)  # the sync's process inherits it
+    try:
+        run_sync(home, [lesson(upstream)])
+    finally:
+        os.umask(old)
     for path in [home / "lessons", home / "lessons/week1", home / "lessons/week1/README.md"]:
-        assert path.stat().st_mode & 0o044 == 0o044, path  # group/world readable (umask 022)
+        mode = path.stat().st_mode
+        assert mode & 0o040, path  # group-readable under both
+        assert bool(mode & 0o004) == (umask == 0o022), (path, oct(mode))
 
 
 def test_target_defaults_to_repo_name(home, upstream):
@@ -301,7 +309,7 @@ def test_second_start_keeps_student_work_and_brings_upstream_changes(home, upstr
     log = git("log", "--format=%an|%s", cwd=repo).splitlines()
     assert log[0].startswith("Lesson sync|Lesson sync: merge lesson update")
     assert any(line.startswith("Lesson sync|Lesson sync: save your changes") for line in log)
-    assert git("merge-base", "--is-ancestor", new, "HEAD", cwd=repo, check=False) == ""
+    git("merge-base", "--is-ancestor", new, "HEAD", cwd=repo)  # raises unless upstream is merged
     assert git("status", "--porcelain", cwd=repo) == "?? mine.py"
     # told, not silently
     assert result.level("lessons/week1") == "warning"
@@ -866,12 +874,6 @@ def test_stale_temp_folders_are_cleaned_but_foreign_ones_kept(home, upstream):
 # ---------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _wait_for_port(port: int, proc: subprocess.Popen | None = None):
     for _ in range(200):
         if proc is not None and proc.poll() is not None:
@@ -886,7 +888,7 @@ def _wait_for_port(port: int, proc: subprocess.Popen | None = None):
 
 @pytest.fixture
 def git_daemon(upstream):
-    port = _free_port()
+    port = free_port()
     root = upstream.bare.parent
     proc = subprocess.Popen(
         [

@@ -16,12 +16,6 @@ def configured(path, check_interval=0):
     return ClassroomRoster(config=c)
 
 
-def rewrite(path, text):
-    """Replace a file's content and make sure its mtime moves (coarse clocks)."""
-    before = os.stat(path).st_mtime_ns
-    with open(path, "w") as f:
-        f.write(text)
-    os.utime(path, ns=(before + 1_000_000_000, before + 1_000_000_000))
 
 
 @pytest.fixture
@@ -31,11 +25,11 @@ def course_and_csv(write_file):
     return course, csv
 
 
-async def test_changes_on_disk_are_picked_up(course_and_csv):
+async def test_changes_on_disk_are_picked_up(course_and_csv, rewrite_file):
     course, csv = course_and_csv
     roster = configured(course)
     assert (await roster.current()).is_enrolled("bob")
-    rewrite(csv, "username\nalice\ncarol\n")
+    rewrite_file(csv, "username\nalice\ncarol\n")
     now = await roster.current()
     assert now.is_enrolled("carol") and not now.is_enrolled("bob")
 
@@ -48,20 +42,24 @@ async def test_unchanged_files_are_not_read_again(course_and_csv):
     assert await roster.current() is first
 
 
-async def test_check_interval_limits_how_often_files_are_looked_at(course_and_csv):
+async def test_check_interval_limits_how_often_files_are_looked_at(course_and_csv, rewrite_file):
     course, csv = course_and_csv
     roster = configured(course, check_interval=3600)
     first = await roster.current()
-    rewrite(csv, "username\ncarol\n")
+    rewrite_file(csv, "username\ncarol\n")
     # within the interval: the snapshot in force is served without looking at disk
     assert await roster.current() is first
+    # once the interval has passed, the change is picked up
+    roster._state.checked_at -= 3600
+    now = await roster.current()
+    assert now is not first and now.is_enrolled("carol") and not now.is_enrolled("alice")
 
 
-async def test_broken_roster_keeps_the_last_good_one(course_and_csv, caplog):
+async def test_broken_roster_keeps_the_last_good_one(course_and_csv, caplog, rewrite_file):
     course, csv = course_and_csv
     roster = configured(course)
     good = await roster.current()
-    rewrite(csv, "username,role\nalice,student\nbob,sorcerer\n")
+    rewrite_file(csv, "username,role\nalice,student\nbob,sorcerer\n")
     with caplog.at_level(logging.ERROR):
         now = await roster.current()
     assert now is good
@@ -74,7 +72,7 @@ async def test_broken_roster_keeps_the_last_good_one(course_and_csv, caplog):
     await roster.current()
     assert "sorcerer" not in caplog.text
     # fixing the file puts the new roster in force
-    rewrite(csv, "username,role\nalice,student\ndave,ta\n")
+    rewrite_file(csv, "username,role\nalice,student\ndave,ta\n")
     fixed = await roster.current()
     assert fixed.memberships("dave")["ds101"] is Role.TA
     assert not fixed.is_enrolled("bob")
@@ -91,11 +89,11 @@ async def test_deleted_roster_file_keeps_the_last_good_one(course_and_csv, caplo
     assert "cannot read roster file" in caplog.text
 
 
-async def test_broken_course_file_keeps_the_last_good_one(course_and_csv):
+async def test_broken_course_file_keeps_the_last_good_one(course_and_csv, rewrite_file):
     course, _ = course_and_csv
     roster = configured(course)
     await roster.current()
-    rewrite(course, "courses:\n  - id: ds101\n    rosters: [{file: students.csv\n")
+    rewrite_file(course, "courses:\n  - id: ds101\n    rosters: [{file: students.csv\n")
     assert (await roster.current()).is_enrolled("alice")
     assert str(roster.last_error.problems[0]).startswith(f"{course}:")
 
