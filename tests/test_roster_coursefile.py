@@ -221,3 +221,60 @@ def test_nested_lesson_folders(write_file):
     )
     (problem,) = problems_of([path])
     assert problem == f"{path}:6: lesson target folder 'lessons/extra' overlaps 'lessons', used by the repo on line 4"
+
+
+def test_yaml_tags_and_unhashable_keys_are_file_line_errors(write_file):
+    path = yaml_file(
+        write_file,
+        """\
+        courses:
+          - id: !foo ds101
+          - id: phys210
+            kubespawner_override: {[1]: 2}
+        """,
+    )
+    problems = problems_of([path])
+    assert [p.split(": ")[0] for p in problems] == [f"{path}:2", f"{path}:4"]
+    assert "tag '!foo'" in problems[0]
+
+
+def test_numbers_that_are_text_are_kept_as_written(write_file):
+    # unquoted, YAML would read 0101 as octal 65 and 1.10 as 1.1
+    path = yaml_file(
+        write_file,
+        """\
+        courses:
+          - id: "2025"
+            title: 1.10
+            students: [0123456, 1_000]
+          - id: 0101
+        """,
+    )
+    roster = load_roster([path]).roster
+    assert roster.course("2025").title == "1.10"
+    assert roster.course("0101") is not None
+    assert roster.is_enrolled("0123456") and roster.is_enrolled("1_000")
+
+
+@pytest.mark.parametrize("value", ["1024", "0G", "1.5 G", "-1G"])
+def test_memory_needs_a_unit_and_a_size(write_file, value):
+    path = yaml_file(write_file, f"courses:\n  - id: ds101\n    mem_limit: {value}\n")
+    assert problems_of([path]) == [f"{path}:3: mem_limit '{value}' is not a memory size like 512M, 1.5G or 2G"]
+
+
+def test_cpu_must_be_finite_and_every_guarantee_problem_is_reported(write_file):
+    path = yaml_file(
+        write_file,
+        """\
+        courses:
+          - id: ds101
+            cpu_limit: .inf
+          - id: phys210
+            cpu_guarantee: 3
+            cpu_limit: 1
+            mem_guarantee: 2G
+            mem_limit: 1G
+        """,
+    )
+    problems = problems_of([path])
+    assert [p.split(": ")[0] for p in problems] == [f"{path}:3", f"{path}:5", f"{path}:7"]

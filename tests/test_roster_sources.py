@@ -237,3 +237,32 @@ def test_listed_twice_the_higher_role_wins(write_file):
     write_file("canvas.csv", canvas_export('"T, A",1,,ta@uni.edu,L1,,,'))
     cf = course_file(write_file, "- file: canvas.csv\n  format: canvas\n", extra="tas: [TA@uni.edu]\n")
     assert load_roster([cf]).roster.memberships("ta@uni.edu")["ds101"] is Role.TA
+
+
+@pytest.mark.parametrize("header", [True, False])
+def test_an_empty_csv_is_an_error_not_an_empty_class(write_file, header):
+    # a file caught half-written must not drop every student
+    path = write_file("r.csv", "")
+    extra = "" if header else "  header: false\n"
+    problems = problems_of([course_file(write_file, "- file: r.csv\n" + extra)])
+    assert problems == [f"{path}:1: empty file; a roster with nobody in it still needs its header line"]
+
+
+def test_a_csv_with_only_its_header_is_an_empty_class(write_file):
+    write_file("r.csv", "username,role\n")
+    roster = load_roster([course_file(write_file, "- file: r.csv\n")]).roster
+    assert roster.people == 0 and roster.course("ds101") is not None
+
+
+def test_comment_lines_before_the_header_are_skipped(write_file):
+    write_file("r.csv", "# exported 2026-09-01\n\nusername,role\nalice,ta\n")
+    roster = load_roster([course_file(write_file, "- file: r.csv\n")]).roster
+    assert roster.memberships("alice")["ds101"] is Role.TA
+
+
+def test_a_missing_canvas_column_does_not_suggest_a_setting_that_does_not_exist(write_file):
+    path = write_file("g.csv", "Name,ID,SIS Login ID\n" + CANVAS_POINTS + "Ada,1,ada\n")
+    problems = problems_of([course_file(write_file, "- file: g.csv\n  format: canvas\n")])
+    assert problems and all(p.startswith(f"{path}:1: no ") for p in problems)
+    assert "name_column" not in " ".join(problems)
+    assert "is this the right file?" in problems[0]

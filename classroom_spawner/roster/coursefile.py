@@ -29,6 +29,7 @@ problem can name the line it is on.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -47,7 +48,9 @@ except ImportError:  # pragma: no cover - depends on how PyYAML was built
     from yaml import SafeLoader as _Loader
 
 COURSE_ID_RE = re.compile(r"^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$")
-MEMORY_RE = re.compile(r"^[0-9]+(\.[0-9]+)?[KMGT]?$")
+# KubeSpawner reads a plain number as bytes only when it is not a string, and we keep
+# sizes as text: the unit is required
+MEMORY_RE = re.compile(r"^[0-9]+(\.[0-9]+)?[KMGT]$")
 
 MEMBER_KEYS = {"students": Role.STUDENT, "tas": Role.TA, "instructors": Role.INSTRUCTOR}
 COURSE_KEYS = {
@@ -151,7 +154,8 @@ class _CourseFileReader:
                 return None
             self.problem(node, f"{what} must be text")
             return None
-        text = str(value).strip()
+        # as written: YAML would read an unquoted 0101 as 65 and 1.10 as 1.1
+        text = (value if isinstance(value, str) else node.value).strip()
         if not text and not allow_empty:
             self.problem(node, f"{what} must not be empty")
             return None
@@ -159,7 +163,7 @@ class _CourseFileReader:
 
     def number(self, node: yaml.Node, what: str) -> float | None:
         value = _construct(node) if isinstance(node, yaml.ScalarNode) else None
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
             self.problem(node, f"{what} must be a positive number of CPUs, e.g. 0.5 or 2")
             return None
         return float(value)
@@ -167,7 +171,7 @@ class _CourseFileReader:
     def memory(self, node: yaml.Node, what: str) -> str | None:
         value = _construct(node) if isinstance(node, yaml.ScalarNode) else None
         text = str(value).strip() if value is not None else ""
-        if isinstance(value, bool) or not MEMORY_RE.match(text):
+        if isinstance(value, bool) or not MEMORY_RE.match(text) or not memory_bytes(text):
             self.problem(
                 node, f"{what} {text or value!r} is not a memory size like 512M, 1.5G or 2G"
             )
@@ -199,7 +203,13 @@ class _CourseFileReader:
         nodes = self.sequence(top["courses"], "'courses'")
         entries = []
         for node in nodes or []:
-            entry = self.course(node)
+            try:
+                entry = self.course(node)
+            except yaml.MarkedYAMLError as e:  # a tag or a key YAML cannot build
+                mark = e.problem_mark or e.context_mark
+                line = mark.line + 1 if mark else _line(node)
+                self.problems.add(self.path, line, f"not valid here: {e.problem or e}")
+                continue
             if entry:
                 entries.append(entry)
         return entries
@@ -271,15 +281,16 @@ class _CourseFileReader:
         return CourseEntry(course, _line(node), members, sources)
 
     def check_guarantees(self, fields: dict[str, yaml.Node], kwargs: dict[str, Any]) -> bool:
+        ok = True
         cpu_g, cpu_l = kwargs.get("cpu_guarantee"), kwargs.get("cpu_limit")
         if cpu_g and cpu_l and cpu_g > cpu_l:
             self.problem(fields["cpu_guarantee"], f"cpu_guarantee {cpu_g:g} is above cpu_limit {cpu_l:g}")
-            return False
+            ok = False
         mem_g, mem_l = kwargs.get("mem_guarantee"), kwargs.get("mem_limit")
         if mem_g and mem_l and memory_bytes(mem_g) > memory_bytes(mem_l):
             self.problem(fields["mem_guarantee"], f"mem_guarantee {mem_g} is above mem_limit {mem_l}")
-            return False
-        return True
+            ok = False
+        return ok
 
     def lessons(self, node: yaml.Node | None) -> list[LessonRepo] | None:
         if node is None:
@@ -428,9 +439,7 @@ def _overlapping(target: str, taken: dict[str, int]) -> tuple[str, int] | None:
 def memory_bytes(text: str) -> float:
     """Bytes in a memory size written like KubeSpawner's mem_limit (``1G`` = 1024**3)."""
     units = {"K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
-    if text[-1] in units:
-        return float(text[:-1]) * units[text[-1]]
-    return float(text)
+    return float(text[:-1]) * units[text[-1]]
 
 
 def read_course_file(path: str, data: bytes, problems: ProblemCollector) -> list[CourseEntry]:

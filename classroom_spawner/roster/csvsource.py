@@ -131,17 +131,33 @@ def _column_index(
         problems.add(
             source.path,
             1,
-            f"no {what} column {wanted!r} in the header (columns: {columns});"
-            f" set '{what}_column' for this roster in {source.origin or 'the course file'}",
+            f"no {what} column {wanted!r} in the header (columns: {columns}); "
+            + (
+                f"set '{what}_column' for this roster in {source.origin or 'the course file'}"
+                if what in ("login", "role")
+                else "a Canvas gradebook export always has it: is this the right file?"
+            ),
         )
         return None
 
 
+def _is_skipped(row: list[str]) -> bool:
+    """A comment line (first cell starts with ``#``) or a blank one."""
+    first = row[0].strip() if row else ""
+    return first.startswith("#") or (not first and not any(cell.strip() for cell in row))
+
+
 def _read_plain(source: RosterSource, text: str, problems: ProblemCollector):
-    rows = _rows(text)
+    if not text.strip():
+        # most likely a file caught half-written; a course with nobody in it yet
+        # still has its header line (or a comment)
+        problems.add(source.path, 1, "empty file; a roster with nobody in it still needs its header line")
+        return
+    rows = (item for item in _rows(text) if not _is_skipped(item[1]))
     if source.header:
         first = next(rows, None)
         if first is None:
+            problems.add(source.path, 1, "no header line, only comments")
             return
         _, header = first
         login_col = _column_index(header, source.login_column or "username", source, problems, "login")
@@ -157,9 +173,6 @@ def _read_plain(source: RosterSource, text: str, problems: ProblemCollector):
     else:
         login_col, role_col = 0, 1
     for line, row in rows:
-        first = row[0].strip() if row else ""
-        if first.startswith("#") or (not first and not any(cell.strip() for cell in row)):
-            continue  # comment or blank line
         login = row[login_col] if login_col < len(row) else ""
         role_text = row[role_col] if role_col is not None and role_col < len(row) else ""
         entry = _entry(source, line, login, role_text, problems)
