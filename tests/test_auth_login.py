@@ -706,6 +706,13 @@ def test_group_name_collisions_are_a_startup_error(make_auth, write_file):
         make_auth({"manage_groups": True}, course_files=[courses])
 
 
+def test_two_courses_sharing_a_staff_role_name_is_a_startup_error(make_auth, write_file):
+    # 2025-ds101's roles get "course-" in front: the same names as course-2025-ds101's
+    courses = write_file("c.yaml", "courses:\n  - id: 2025-ds101\n  - id: course-2025-ds101\n")
+    with pytest.raises(ValueError, match="would share the staff role 'course-2025-ds101-"):
+        make_auth({"manage_groups": True, "manage_roles": True}, course_files=[courses])
+
+
 async def test_course_ids_starting_with_a_digit_get_valid_role_names(make_auth, provider, write_file):
     courses = write_file("c.yaml", "courses:\n  - id: 2025-ds101\n    tas: [alan@uni.edu]\n")
     auth = make_auth({"manage_groups": True, "manage_roles": True}, course_files=[courses])

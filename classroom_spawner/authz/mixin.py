@@ -391,13 +391,15 @@ class RosterAuthenticatorMixin(HasTraits):
             for problem in problems:
                 self.log.error("%s", problem)
             raise ValueError("\n".join(problems))
-        # every course role name must be valid (raises for a bad template)
-        rbac.all_staff_roles(
-            roster.courses,
-            naming=policy.naming,
-            staff_scopes=policy.staff_scopes,
-            role_template=policy.role_template,
-        )
+        if self.manage_roles:
+            # every course role name must be valid and its own (raises for a bad
+            # template, or two courses that would share a role)
+            rbac.all_staff_roles(
+                roster.courses,
+                naming=policy.naming,
+                staff_scopes=policy.staff_scopes,
+                role_template=policy.role_template,
+            )
         risky = rbac.risky_scopes(policy.staff_scopes)
         if risky:
             self.log.warning(

@@ -177,19 +177,32 @@ def all_staff_roles(
     staff_scopes: Mapping[Role, Iterable[str]],
     role_template: str = "{course}-{role}",
 ) -> list[dict[str, Any]]:
-    """Every staff role of every course: what ``load_managed_roles`` returns."""
-    return [
-        staff_role(
-            cid,
-            role,
-            naming=naming,
-            staff_scopes=staff_scopes,
-            role_template=role_template,
-            title=course.title,
-        )
-        for cid, course in courses.items()
-        for role in STAFF_ROLES
-    ]
+    """Every staff role of every course: what ``load_managed_roles`` returns.
+
+    ValueError if two courses' roles would get the same name (``2025-ds101`` and
+    ``course-2025-ds101`` both make ``course-2025-ds101-ta``): one role shared by
+    two courses would let each course's staff reach the other's students.
+    """
+    roles = []
+    owner: dict[str, str] = {}
+    for cid, course in courses.items():
+        for role in STAFF_ROLES:
+            spec = staff_role(
+                cid,
+                role,
+                naming=naming,
+                staff_scopes=staff_scopes,
+                role_template=role_template,
+                title=course.title,
+            )
+            other = owner.setdefault(spec["name"], cid)
+            if other != cid:
+                raise ValueError(
+                    f"courses {other!r} and {cid!r} would share the staff role"
+                    f" {spec['name']!r}; rename one course or change the role template"
+                )
+            roles.append(spec)
+    return roles
 
 
 def default_role(
