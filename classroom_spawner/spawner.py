@@ -212,7 +212,7 @@ class ClassroomSpawner(KubeSpawner):
         help="""
         Image for the init container that brings each course's lesson repos into
         the student's home. Empty (the default): the course's own image, so
-        there is nothing extra to pull; it needs ``python3`` (3.8 or later) and
+        there is nothing extra to pull; it needs ``python3`` (3.6 or later) and
         ``git``, as the Jupyter Docker Stacks images have.
         """,
     )
@@ -524,6 +524,9 @@ class ClassroomSpawner(KubeSpawner):
     # -- the spawn queues ---------------------------------------------------------------
 
     async def run_pre_spawn_hook(self):
+        # a new spawn: nothing of an earlier, cancelled one's queue state carries over
+        self._queue_decided.clear()
+        self._queueing_done.clear()
         # refuse bad options before anyone waits in line for nothing
         self._fallback_notice = None
         await self.check_user_options()
@@ -620,9 +623,13 @@ class ClassroomSpawner(KubeSpawner):
         future.add_done_callback(self._spawn_ended)
         return future
 
-    async def stop(self, now=False):
+    def run_post_stop_hook(self):
+        # JupyterHub runs this for every server it stops, also for a spawn that
+        # failed before start() (a pre_spawn_hook error) and for a cancelled one.
+        # Not stop(): KubeSpawner calls that itself in the middle of a start (to
+        # replace a leftover pod), while the slot is still needed.
         self._spawn_ended()
-        return await super().stop(now=now)
+        return super().run_post_stop_hook()
 
     async def progress(self):
         """Queue position while waiting, then KubeSpawner's own events."""

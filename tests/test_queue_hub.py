@@ -15,6 +15,7 @@ pytestmark = [pytest.mark.hub, pytest.mark.asyncio(loop_scope="module")]
 
 STUDENTS = [f"student{i:02d}" for i in range(10)]
 LATE = [f"late{i}" for i in range(5)]
+HOOK_FAILS = "hookfail"  # their pre_spawn_hook raises, after the queue gave them a slot
 LIMIT = 2
 PLACE = re.compile(r"You are (?:number (\d+) in line|next in line)")
 
@@ -39,7 +40,7 @@ async def k8s(workdir):
 async def hub(k8s, workdir):
     course_file = workdir / "courses.yaml"
     course_file.write_text(
-        "courses:\n  - id: lecture\n    title: Big Lecture\n    students: [%s]\n" % ", ".join(STUDENTS + LATE)
+        "courses:\n  - id: lecture\n    title: Big Lecture\n    students: [%s]\n" % ", ".join(STUDENTS + LATE + [HOOK_FAILS])
     )
     config = textwrap.dedent(
         f"""
@@ -61,6 +62,12 @@ async def hub(k8s, workdir):
         c.KubeSpawner.start_timeout = 8
         c.KubeSpawner.http_timeout = 30
         c.JupyterHub.tornado_settings = {{"slow_spawn_timeout": 0}}
+
+        def pre_spawn_hook(spawner):
+            if spawner.user.name == {HOOK_FAILS!r}:
+                raise RuntimeError("the admin's pre_spawn_hook failed")
+
+        c.Spawner.pre_spawn_hook = pre_spawn_hook
         """
     )
     async with HubProcess(
@@ -68,7 +75,7 @@ async def hub(k8s, workdir):
     ) as hub:
         await hub.create_user("prof", admin=True)
         hub.tokens = {}
-        for name in STUDENTS + LATE:
+        for name in STUDENTS + LATE + [HOOK_FAILS]:
             await hub.create_user(name)
             hub.tokens[name] = await hub.user_token(name)
         yield hub
@@ -175,3 +182,21 @@ async def test_a_cancelled_queued_spawn_leaves_the_line(hub):
 async def _queue(hub, token=None):
     r = await hub.api("GET", "classroom/spawn-queue", token=token)
     return r.json()["queues"]["first-spawn"]
+
+
+async def test_a_spawn_that_fails_before_start_gives_its_slot_back(hub):
+    # the queue grants the slot, then the admin's pre_spawn_hook raises: start()
+    # never runs, yet the slot must come back at once (not after the watchdog)
+    token = hub.tokens[HOOK_FAILS]
+    for attempt in range(2):
+        r = await hub.api("POST", f"users/{HOOK_FAILS}/server", json={}, token=token, raise_error=False)
+        # (JupyterHub answers 202, or 201 when the spawn has already failed)
+        assert r.code in (201, 202), (r.code, r.text)
+        for _ in range(100):
+            user = (await hub.api("GET", f"users/{HOOK_FAILS}")).json()
+            if not user["pending"]:
+                break
+            await asyncio.sleep(0.1)
+        assert not user["pending"] and not user["servers"], user
+        state = await _queue(hub)
+        assert state["in_flight"] == 0 and state["waiting"] == 0, (attempt, state)
