@@ -1,7 +1,8 @@
 """The ``classroom-spawner`` command: check a hub's classroom config without a cluster.
 
-Every subcommand reads the hub's ``jupyterhub_config.py`` (``-f``, default
-``./jupyterhub_config.py``) the same way JupyterHub does.
+``check``, ``profiles``, ``render`` and ``images`` read the hub's
+``jupyterhub_config.py`` (``-f``, default ``./jupyterhub_config.py``) the same way
+JupyterHub does; ``queue`` asks a running hub and ``demo`` brings its own config.
 """
 
 from __future__ import annotations
