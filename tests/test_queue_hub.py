@@ -149,10 +149,16 @@ async def test_returning_students_are_not_queued(hub):
 
 async def test_a_cancelled_queued_spawn_leaves_the_line(hub):
     # students who never started before: each spawn is a first spawn
-    for name in LATE:
-        r = await hub.api("POST", f"users/{name}/server", json={}, token=hub.tokens[name])
-        assert r.code == 202
-    state = await _queue(hub)
+    # all at once, so that the line is long whatever the machine's speed
+    responses = await asyncio.gather(
+        *(hub.api("POST", f"users/{n}/server", json={}, token=hub.tokens[n]) for n in LATE)
+    )
+    assert [r.code for r in responses] == [202] * len(LATE)
+    for _ in range(100):  # each takes its place once its volume check answers
+        state = await _queue(hub)
+        if state["waiting"] >= 2:
+            break
+        await asyncio.sleep(0.05)
     waiting = [w["user"] for w in state["waiters"]]
     assert len(waiting) >= 2, state
     # a student reading the queue sees only themself, with their real place in line
@@ -188,6 +194,11 @@ async def test_a_spawn_that_fails_before_start_gives_its_slot_back(hub):
     # the queue grants the slot, then the admin's pre_spawn_hook raises: start()
     # never runs, yet the slot must come back at once (not after the watchdog)
     token = hub.tokens[HOOK_FAILS]
+    for _ in range(300):  # whatever ran before has finished
+        state = await _queue(hub)
+        if state["in_flight"] == 0 and state["waiting"] == 0:
+            break
+        await asyncio.sleep(0.2)
     for attempt in range(2):
         r = await hub.api("POST", f"users/{HOOK_FAILS}/server", json={}, token=token, raise_error=False)
         # (JupyterHub answers 202, or 201 when the spawn has already failed)
