@@ -968,6 +968,12 @@ class GitHTTPHandler(BaseHTTPRequestHandler):
         pass
 
     def _serve(self):
+        if self.server.busy > 0:  # a host under load: 503 to the next requests
+            self.server.busy -= 1
+            self.send_response(503)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         expected = "Basic " + base64.b64encode(f"x-access-token:{TOKEN}".encode()).decode()
         if self.headers.get("Authorization") != expected:
             self.server.denied += 1
@@ -1017,8 +1023,15 @@ class TLSServer(ThreadingHTTPServer):
     """HTTPS with the handshake and a clean TLS close in each request's thread."""
 
     daemon_threads = True
+    connections = 0
+    drops = 0  # so many next connections are closed before the TLS handshake
+    busy = 0  # so many next requests get 503 Service Unavailable
 
     def finish_request(self, request, client_address):
+        self.connections += 1
+        if self.drops > 0:
+            self.drops -= 1
+            return  # the socket is closed: "TLS connection non-properly terminated"
         try:
             tls = self.context.wrap_socket(request, server_side=True)
         except (OSError, ssl.SSLError):
@@ -1091,7 +1104,8 @@ def test_private_repo_token_is_used_but_never_written_down(
     without = run_sync(home, [{"url": url, "target": "private"}],
                        env={k: v for k, v in env.items() if k != "CLASSROOM_GIT_TOKEN"})
     assert without.level("private") == "error"
-    assert server.denied > 0
+    assert server.denied == 1  # asked once: a refusal is not tried again
+    assert "trying again" not in without.stdout
     assert not (home / "private").exists()
 
     first = run_sync(home, [{"url": url, "target": "private"}], env=env, script=script)
@@ -1109,6 +1123,60 @@ def test_private_repo_token_is_used_but_never_written_down(
             assert needle.decode() not in run.stdout + run.stderr + run.termination
     assert git("config", "--list", "--local", cwd=home / "private").count("extraheader") == 0
     assert git("config", "remote.origin.url", cwd=home / "private") == url
+
+
+@pytest.mark.parametrize("fault", ["drops", "busy"])
+def test_a_git_host_that_fails_for_a_moment_is_tried_again(
+    home, upstream, https_repo, tls_cert, fault
+):
+    server, url = https_repo
+    env = {"GIT_SSL_CAINFO": str(tls_cert[0]), "CLASSROOM_GIT_TOKEN": TOKEN}
+    script = SYNC_SOURCE.replace("NET_RETRY_DELAYS = (1.0, 4.0)", "NET_RETRY_DELAYS = (0.1, 0.2)")
+    assert script != SYNC_SOURCE
+    setattr(server, fault, 2)
+    first = run_sync(home, [{"url": url, "target": "private"}], env=env, script=script)
+    assert first.level("private") == "info", first.termination
+    assert first.stdout.count("trying again") == 2, first.stdout
+    assert (home / "private/.git").is_dir()
+
+    # a host that stays down: three tries, then the usual error, home untouched
+    (home / "private/notes.txt").write_text("mine\n")
+    upstream.commit({"notes.txt": "theirs\n"})
+    before = snapshot(home)
+    setattr(server, fault, 1000)
+    server.connections = 0
+    second = run_sync(home, [{"url": url, "target": "private"}], env=env, script=script)
+    assert second.level("private") == "error", second.termination
+    assert server.connections == 3
+    assert second.stdout.count("trying again") == 2
+    assert snapshot(home) == before
+
+
+@pytest.mark.parametrize(
+    "stderr, transient",
+    [
+        ("error: RPC failed; curl 35 gnutls_handshake() failed: The TLS connection was "
+         "non-properly terminated.\nfatal: expected flush after ref listing", True),
+        ("fatal: unable to access 'https://h/r.git/': The requested URL returned error: 503", True),
+        ("error: RPC failed; HTTP 429 curl 22 The requested URL returned error: 429", True),
+        ("fatal: unable to access 'https://h/r.git/': Failed to connect to h port 443 after "
+         "3 ms: Couldn't connect to server", True),
+        ("fatal: unable to access 'https://h/r.git/': Could not resolve host: h", True),
+        ("error: RPC failed; curl 56 GnuTLS recv error (-9): A TLS packet with unexpected "
+         "length was received.", True),
+        ("fetch-pack: unexpected disconnect while reading sideband packet\nfatal: early EOF", True),
+        ("fatal: read error: Connection reset by peer", True),
+        ("fatal: could not read Username for 'https://h': No such device or address", False),
+        ("fatal: Authentication failed for 'https://h/r.git/'", False),
+        ("fatal: unable to access 'https://h/r.git/': The requested URL returned error: 403", False),
+        ("remote: Repository not found.\nfatal: repository 'https://h/r.git/' not found", False),
+        ("fatal: unable to access 'https://h/r.git/': server certificate verification failed. "
+         "CAfile: none CRLfile: none", False),
+        ("fatal: couldn't find remote ref refs/heads/nope", False),
+    ],
+)
+def test_which_git_failures_are_worth_a_second_try(stderr, transient):
+    assert sync._is_transient(stderr.encode()) is transient
 
 
 def test_student_repo_config_never_sees_the_token(home, upstream, https_repo, tls_cert, tmp_path):

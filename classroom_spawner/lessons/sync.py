@@ -48,7 +48,11 @@ What happens to one lesson repo (``url``, ``ref``, ``target``, ``depth``):
 Nothing in the home directory is deleted, and a lesson that cannot be synced
 (network, authentication, bad ref, time limit) leaves the home as it was.
 Each git call gets the time left until a shared deadline and is killed with
-its whole process group when that runs out.
+its whole process group when that runs out.  A network call (``ls-remote``,
+``fetch``) that fails the way a busy or briefly unreachable git host fails --
+a dropped connection or TLS handshake, a timeout, HTTP 408/429/5xx -- is
+tried again after a short pause, twice at most and only while the deadline
+allows; authentication errors, missing repos and bad refs are not retried.
 
 Git is only ever run with argument lists (never a shell), with ``--`` before
 URLs and paths, with protocols limited to https/ssh/git/file, with hooks,
@@ -92,6 +96,9 @@ MAX_TIMEOUT = 3600.0
 DEFAULT_TOKEN_USERNAME = "x-access-token"
 LEVELS = ("ok", "info", "warning", "error")
 MAX_PARALLEL = 4
+# pauses before the second and third try of a network call that failed
+# in a way that may pass (see _is_transient)
+NET_RETRY_DELAYS = (1.0, 4.0)
 
 FETCHED_REF = "refs/classroom/fetched"
 UPSTREAM_REF = "refs/classroom/upstream"
@@ -559,6 +566,37 @@ def _git_reason(stderr):
     return _one_line(lines[-1], 200) if lines else ""
 
 
+# What git (through curl, or a git/ssh connection) prints when the host was
+# busy or the network dropped something: worth a second try.  Certificate
+# problems, authentication, missing repos and refs are not in here.
+_TRANSIENT_RE = re.compile(
+    r"HTTP (?:408|429|5[0-9][0-9])\b"
+    r"|returned error: (?:408|429|5[0-9][0-9])\b"
+    r"|\bcurl (?:6|7|16|18|28|35|52|55|56|92)\b"
+    r"|early EOF"
+    r"|the remote end hung up unexpectedly"
+    r"|unexpected disconnect"
+    r"|connection (?:was )?reset"
+    r"|connection refused"
+    r"|connection timed out"
+    r"|operation timed out"
+    r"|could not resolve host"
+    r"|failed to connect to"
+    r"|empty reply from server"
+    r"|(?:recv|send) failure"
+    r"|ssl_error_syscall"
+    r"|non-properly terminated"
+    r"|unexpected eof while reading",
+    re.IGNORECASE,
+)
+
+
+def _is_transient(stderr):
+    """Did git fail in a way that may not happen again a moment later?"""
+    text = stderr.decode("utf-8", "replace") if isinstance(stderr, bytes) else stderr
+    return _TRANSIENT_RE.search(text) is not None
+
+
 # ---------------------------------------------------------------------------
 # Running git
 # ---------------------------------------------------------------------------
@@ -586,17 +624,22 @@ def _kill_group(proc):
 
 
 class Git(object):
-    """Runs git with the safe configuration, an environment and a deadline."""
+    """Runs git with the safe configuration, an environment and a deadline.
 
-    def __init__(self, executable, env, deadline):
+    ``retry_delays`` (for the network calls only) are the pauses before
+    trying a call again that failed in a way that may pass.
+    """
+
+    def __init__(self, executable, env, deadline, retry_delays=()):
         self.executable = executable
         self.env = env
         self.deadline = deadline
+        self.retry_delays = tuple(retry_delays)
 
     def with_env(self, extra):
         env = dict(self.env)
         env.update(extra)
-        return Git(self.executable, env, self.deadline)
+        return Git(self.executable, env, self.deadline, self.retry_delays)
 
     def run(self, args, cwd, input=None, check=True, env=None):
         """Run ``git <args>`` in cwd; return (returncode, stdout, stderr) bytes.
@@ -605,6 +648,21 @@ class Git(object):
         everything it started (remote helpers, ssh, upload-pack).  Git never
         looks for a repository above cwd (GIT_CEILING_DIRECTORIES).
         """
+        for delay in self.retry_delays:
+            code, out, err = self._run_once(args, cwd, input, env)
+            # a try must leave the next one some time of its own
+            if code == 0 or not _is_transient(err) or self.deadline.remaining() < delay + 5:
+                break
+            _log_line("lesson-sync: 'git %s' failed (%s); trying again in %g s"
+                      % (args[0], _git_reason(err), delay))
+            time.sleep(delay)
+        else:
+            code, out, err = self._run_once(args, cwd, input, env)
+        if check and code != 0:
+            raise GitFailed(args, code, err)
+        return code, out, err
+
+    def _run_once(self, args, cwd, input, env):
         remaining = self.deadline.remaining()
         if remaining <= 0:
             raise OutOfTime("ran out of time (the sync may take %d s)" % self.deadline.seconds)
@@ -639,8 +697,6 @@ class Git(object):
             _kill_group(proc)
             _reap(proc)
             raise
-        if check and proc.returncode != 0:
-            raise GitFailed(args, proc.returncode, err)
         return proc.returncode, out, err
 
     def out(self, args, cwd, **kwargs):
@@ -1602,14 +1658,18 @@ def _umask():
 _PRINT_LOCK = threading.Lock()
 
 
+def _log_line(text):
+    """One line in the pod log (stdout), whole even with lessons in parallel."""
+    with _PRINT_LOCK:
+        sys.stdout.write(_one_line(text, 800) + "\n")
+        sys.stdout.flush()
+
+
 def print_outcome(outcome):
     """One concise line per lesson in the pod log."""
     outcome.printed = True
     prefix = "lesson-sync" if outcome.level in ("ok", "info") else "lesson-sync %s" % outcome.level.upper()
-    line = "%s: %s: %s\n" % (prefix, _one_line(outcome.target, 200), _one_line(outcome.message, 500))
-    with _PRINT_LOCK:
-        sys.stdout.write(line)
-        sys.stdout.flush()
+    _log_line("%s: %s: %s" % (prefix, _one_line(outcome.target, 200), _one_line(outcome.message, 500)))
 
 
 # ---------------------------------------------------------------------------
@@ -1693,11 +1753,13 @@ def run_job(environ):
 
     local = Git(executable, env, deadline)
 
+    network = Git(executable, env, deadline, NET_RETRY_DELAYS)
+
     def gits_for(lesson):
         extra = auth_env(lesson["url"], token, username, hosts, version)
         if extra:
             _SECRETS.append(base64.b64encode((username + ":" + token).encode("utf-8")).decode("ascii"))
-        return local, local.with_env(extra)
+        return local, network.with_env(extra)
 
     return outcomes + _run_parallel(lessons, lambda l: sync_lesson(gits_for(l), home, l), deadline)
 
