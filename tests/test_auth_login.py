@@ -663,11 +663,38 @@ async def test_refresh_rechecks_blocked_users(make_auth, provider):
     assert await auth.refresh_user(user) is False
 
 
-async def test_refresh_user_hook_answers_are_still_checked(make_auth, provider, course_file, rewrite_file):
-    auth = make_auth({"enable_auth_state": True, "manage_groups": True, "refresh_user_hook": lambda a, u, s: True})
+async def test_blocked_staff_still_on_the_roster_lose_their_groups_and_roles(make_auth, provider):
+    """Blocked while still rostered: their API tokens survive the ended session,
+    so the course groups and roles must go as for a dropped TA."""
+    auth = make_auth({"enable_auth_state": True, "manage_groups": True, "manage_roles": True})
     user = HubUser(await login(auth, provider, {"email": "bob@uni.edu"}, key="bob"), True)
+    assert user.group_names == {"ds101", "phys210-tas"}
+    assert user.role_names == {"user", "phys210-ta"}
+    auth.blocked_users = {"bob@uni.edu"}
+    assert await auth.refresh_user(user) is False
+    assert user.group_names == set()
+    assert user.role_names == {"user"}
+
+
+@pytest.mark.parametrize(
+    "hook",
+    [
+        lambda auth, user, auth_state: True,
+        # a model built from what was stored: it carries the courses of the last login
+        lambda auth, user, auth_state: {"name": user.name, "admin": False, "auth_state": auth_state},
+    ],
+    ids=["no-change", "stored-model"],
+)
+async def test_refresh_user_hook_answers_are_still_checked(make_auth, provider, course_file, rewrite_file, hook):
+    auth = make_auth({"enable_auth_state": True, "manage_groups": True, "refresh_user_hook": hook})
+    user = HubUser(await login(auth, provider, {"email": "bob@uni.edu"}, key="bob"), True)
+    refreshed = await auth.refresh_user(user)
+    assert refreshed is not False
+    user.apply(refreshed)
+    assert user.group_names == {"ds101", "phys210-tas"}
     rewrite_file(course_file, COURSES.replace("bob@uni.edu", "carl@uni.edu"))
     assert await auth.refresh_user(user) is False
+    assert user.group_names == set()
 
 
 # -- start-up ------------------------------------------------------------------------------

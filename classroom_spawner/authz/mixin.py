@@ -694,35 +694,41 @@ class RosterAuthenticatorMixin(HasTraits):
                     auth_model.get("name"),
                 )
                 return False
-            auth_state = auth_model.get("auth_state")
-            if not isinstance(auth_state, Mapping) or AUTH_STATE_KEY not in auth_state:
-                # a refresh_user_hook returned its own model
-                await self._apply_roster(auth_model)
+            # OAuthenticator's own refresh put today's courses in the model
+            # (update_auth_model); a refresh_user_hook may return one built from
+            # what was stored at login. Read the roster again either way: it is
+            # in memory, and what was stored must never outlive a roster change.
+            await self._apply_roster(auth_model)
         if not await self._still_allowed(user.name, auth_model):
             self.log.warning("Ending the session of %s: no longer allowed (refresh)", user.name)
-            self._withdraw(user, auth_model)
+            await self._withdraw(user, auth_model)
             _mark_not_token_authenticated(handler)
             return False
         return auth_model
 
-    def _withdraw(self, user, auth_model: dict) -> None:
-        """Take away the course groups and roles a refused user no longer has.
+    async def _withdraw(self, user, auth_model: dict) -> None:
+        """Take away every course group and staff role of a refused user.
 
         Returning False from a refresh ends a browser session, but JupyterHub
         keeps the user's groups and roles as they were, and API tokens (which
         cannot be sent to a login page) keep working with them. So a TA dropped
-        from every roster would keep reaching the students' servers through a
-        token. Only removes: never adds a group or role to a refused user.
+        from every roster, or put on ``blocked_users`` while still on one,
+        would keep reaching the students' servers through a token. A refused
+        user keeps no course's group or role, and of the rest only what the
+        fresh model still gives them. Only removes: never adds anything.
         """
         try:
+            roster = await self.roster.current()
+            policy = self._policy
             if self.manage_groups and "groups" in auth_model and hasattr(user, "sync_groups"):
                 current = {g.name for g in user.groups}
-                keep = current & set(auth_model["groups"])
+                keep = current & set(auth_model["groups"]) - policy.naming.all_groups(roster.courses)
                 if keep != current:
                     user.sync_groups(sorted(keep))
             if self.manage_roles and "roles" in auth_model and hasattr(user, "sync_roles"):
                 current = {r.name for r in user.roles}
-                keep = [r for r in auth_model["roles"] if r["name"] in current]
+                staff = rbac.all_staff_role_names(roster.courses, policy.role_template)
+                keep = [r for r in auth_model["roles"] if r["name"] in current and r["name"] not in staff]
                 if {r["name"] for r in keep} != current:
                     user.sync_roles(keep)
         except Exception:

@@ -170,6 +170,11 @@ def staff_roles(
     return roles
 
 
+def all_staff_role_names(courses: Iterable[str], role_template: str = "{course}-{role}") -> set[str]:
+    """The names of every staff role of these courses."""
+    return {role_name(course, role, role_template) for course in courses for role in STAFF_ROLES}
+
+
 def all_staff_roles(
     courses: Mapping[str, Course],
     *,
