@@ -317,7 +317,6 @@ class ClassroomSpawner(KubeSpawner):
         self.classroom_course = None
         self._fallback_notice = None
         self._auth_state = None
-        self._options_checked = False
         self._tickets: list = []
         # _queue_decided: this spawn has its place in line, or needs none.
         # _queueing_done: it got every slot it needs (or gave up).
@@ -452,13 +451,16 @@ class ClassroomSpawner(KubeSpawner):
         course_id = (profile.get("classroom") or {}).get("course")
         roster = await self.roster.current()
         self.classroom_course = roster.courses.get(course_id) if course_id else None
-        self._options_checked = True
 
     async def load_user_options(self):
-        """Check the options (unless done before queueing), then let KubeSpawner apply them."""
-        if not self._options_checked:
-            await self.check_user_options()
-        self._options_checked = False
+        """Check the options again, then let KubeSpawner apply them.
+
+        They were checked before the spawn queued; minutes in line later the
+        roster may have dropped the user from that course (or from every one).
+        Checked again, that is the same clear 400/403 (or, for saved options,
+        the same fallback), not KubeSpawner's "no such profile" 500.
+        """
+        await self.check_user_options()
         await super().load_user_options()
 
     # -- lessons ------------------------------------------------------------------------

@@ -16,6 +16,7 @@ pytestmark = [pytest.mark.hub, pytest.mark.asyncio(loop_scope="module")]
 STUDENTS = [f"student{i:02d}" for i in range(10)]
 LATE = [f"late{i}" for i in range(5)]
 HOOK_FAILS = "hookfail"  # their pre_spawn_hook raises, after the queue gave them a slot
+DROP_LINE = [f"drop{i}" for i in range(4)]  # one of them leaves the course while in line
 LIMIT = 2
 PLACE = re.compile(r"You are (?:number (\d+) in line|next in line)")
 
@@ -36,12 +37,21 @@ async def k8s(workdir):
         yield standin
 
 
+def course_text(students, seminar=DROP_LINE):
+    return (
+        "courses:\n"
+        "  - id: lecture\n    title: Big Lecture\n    students: [%s]\n"
+        "  - id: seminar\n    title: Seminar\n    students: [%s]\n"
+    ) % (", ".join(students), ", ".join(seminar))
+
+
+EVERYONE = STUDENTS + LATE + [HOOK_FAILS] + DROP_LINE
+
+
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def hub(k8s, workdir):
     course_file = workdir / "courses.yaml"
-    course_file.write_text(
-        "courses:\n  - id: lecture\n    title: Big Lecture\n    students: [%s]\n" % ", ".join(STUDENTS + LATE + [HOOK_FAILS])
-    )
+    course_file.write_text(course_text(EVERYONE))
     config = textwrap.dedent(
         f"""
         c.JupyterHub.authenticator_class = "dummy"
@@ -54,6 +64,7 @@ async def hub(k8s, workdir):
         # the queue, not a 429, absorbs the burst
         c.JupyterHub.concurrent_spawn_limit = 0
         c.ClassroomRoster.course_files = [{str(course_file)!r}]
+        c.ClassroomRoster.check_interval = 0
         c.ClassroomSpawner.first_spawn_limit = {LIMIT}
         c.KubeSpawner.namespace = "default"
         c.KubeSpawner.cmd = ["jupyterhub-singleuser"]
@@ -75,9 +86,10 @@ async def hub(k8s, workdir):
     ) as hub:
         await hub.create_user("prof", admin=True)
         hub.tokens = {}
-        for name in STUDENTS + LATE + [HOOK_FAILS]:
+        for name in EVERYONE:
             await hub.create_user(name)
             hub.tokens[name] = await hub.user_token(name)
+        hub.course_file = course_file
         yield hub
 
 
@@ -187,7 +199,9 @@ async def test_a_cancelled_queued_spawn_leaves_the_line(hub):
 
 async def _queue(hub, token=None):
     r = await hub.api("GET", "classroom/spawn-queue", token=token)
-    return r.json()["queues"]["first-spawn"]
+    # (the queue appears with the first first spawn)
+    empty = {"waiting": 0, "in_flight": 0, "waiters": [], "holders": []}
+    return r.json()["queues"].get("first-spawn", empty)
 
 
 async def test_a_spawn_that_fails_before_start_gives_its_slot_back(hub):
@@ -211,3 +225,38 @@ async def test_a_spawn_that_fails_before_start_gives_its_slot_back(hub):
         assert not user["pending"] and not user["servers"], user
         state = await _queue(hub)
         assert state["in_flight"] == 0 and state["waiting"] == 0, (attempt, state)
+
+
+async def test_a_student_dropped_from_their_course_while_in_line_is_told_so(hub, rewrite_file):
+    # the roster is checked before the line and again when the slot comes:
+    # minutes may pass in between, and the registrar may drop someone
+    responses = await asyncio.gather(
+        *(
+            hub.api("POST", f"users/{n}/server", json={"profile": "seminar"}, token=hub.tokens[n])
+            for n in DROP_LINE
+        )
+    )
+    assert [r.code for r in responses] == [202] * len(DROP_LINE)
+    for _ in range(100):
+        state = await _queue(hub)
+        if state["waiting"] >= 2:
+            break
+        await asyncio.sleep(0.05)
+    dropped = state["waiters"][-1]["user"]
+    # still in the lecture, but no longer in the seminar they asked for
+    rewrite_file(hub.course_file, course_text(EVERYONE, [n for n in DROP_LINE if n != dropped]))
+    try:
+        events = await hub.progress(dropped, token=hub.tokens[dropped], timeout=120)
+        assert events[-1].get("failed") is True, events[-3:]
+        assert "profile 'seminar' is not available" in events[-1]["message"], events[-1]
+        for name in DROP_LINE:
+            if name != dropped:
+                await hub.wait_for_server(name, timeout=120)
+    finally:
+        rewrite_file(hub.course_file, course_text(EVERYONE))
+    user = (await hub.api("GET", f"users/{dropped}")).json()
+    assert not user["servers"]
+    state = await _queue(hub)
+    assert state["waiting"] == 0 and state["in_flight"] == 0
+    log = hub.read_log()
+    assert "No such profile" not in log and "ValueError" not in log
