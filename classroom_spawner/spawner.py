@@ -115,6 +115,7 @@ class ClassroomSpawner(KubeSpawner):
 
     # warn about JupyterHub's concurrent_spawn_limit once per hub process
     _hub_limit_checked = False
+    _sync_cap_warned = False
 
     admin_profiles = List(
         Dict(),
@@ -224,6 +225,11 @@ class ClassroomSpawner(KubeSpawner):
         Seconds the lesson sync may take in all, on every start. When it runs
         out, git is stopped, the student's files are left as they were, and the
         server starts anyway with a warning; the next start tries again.
+
+        The sync is part of the pod's start, so it gets at most half of
+        ``start_timeout`` (the rest is for the volume, the image and the
+        notebook server): with JupyterHub's default ``start_timeout`` of 60 s,
+        30 s. A slow git host must never make a start time out.
         """,
     )
 
@@ -506,10 +512,28 @@ class ClassroomSpawner(KubeSpawner):
             token_secret_name=self.lesson_token_secret or None,
             token_secret_key=self.lesson_token_secret_key,
             token_hosts=self.lesson_token_hosts or None,
-            timeout=self.lesson_sync_timeout,
+            timeout=self._lesson_sync_seconds(),
             image_pull_policy=notebook.image_pull_policy,
         )
         return get_k8s_model(V1Container, spec)
+
+    def _lesson_sync_seconds(self) -> float:
+        """lesson_sync_timeout, but at most half of start_timeout."""
+        cap = self.start_timeout / 2 if self.start_timeout > 0 else self.lesson_sync_timeout
+        if self.lesson_sync_timeout <= cap:
+            return self.lesson_sync_timeout
+        if not ClassroomSpawner._sync_cap_warned:
+            ClassroomSpawner._sync_cap_warned = True
+            self.log.warning(
+                "c.ClassroomSpawner.lesson_sync_timeout (%g s) is more than half of"
+                " start_timeout (%g s): the lesson sync gets %g s, so that a slow git host"
+                " cannot make starts time out. Raise start_timeout (Z2JH:"
+                " singleuser.startTimeout) to give it more.",
+                self.lesson_sync_timeout,
+                self.start_timeout,
+                max(cap, 1.0),
+            )
+        return max(cap, 1.0)
 
     def lesson_sync_warnings(self):
         """Warnings from this start's lesson sync, once it finished (else None)."""

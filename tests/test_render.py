@@ -190,3 +190,12 @@ async def test_lesson_token_comes_from_a_secret_never_the_spec(classroom_config)
     (token,) = [e for e in sync["env"] if e.get("valueFrom")]
     assert token["valueFrom"]["secretKeyRef"]["name"] == "lesson-git-token"
     assert "value" not in token
+
+
+@pytest.mark.parametrize("start_timeout, expected", [(300, "120"), (60, "30"), (1, "1")])
+async def test_lesson_sync_gets_at_most_half_of_the_start_timeout(classroom_config, start_timeout, expected):
+    classroom_config.KubeSpawner.start_timeout = start_timeout
+    pod = (await render_manifests(classroom_config, "x", profile="ds101"))["pod"]
+    (sync,) = pod["spec"]["initContainers"]
+    env = {e["name"]: e.get("value") for e in sync["env"]}
+    assert env["CLASSROOM_SYNC_TIMEOUT"] == expected
