@@ -80,6 +80,41 @@ def course_profile(course: Course, role: Role | None = None) -> dict[str, Any]:
     }
 
 
+def _slug_of(display_name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", display_name.lower()).strip("-")
+
+
+def check_admin_profiles(entries: Iterable[Any]) -> list[dict[str, Any]]:
+    """Admin-only profiles as given in the config, checked, each with a ``slug``.
+
+    A missing slug is made from the display name (``Admin: large server`` ->
+    ``admin-large-server``). ValueError naming the entry for anything the
+    spawner could not use: not a dict, no display name, an empty or duplicate
+    slug, options or overrides that are not dicts.
+    """
+    checked, seen = [], set()
+    for index, entry in enumerate(entries):
+        where = f"entry {index + 1}"
+        if not isinstance(entry, Mapping):
+            raise ValueError(f"{where} must be a dict like a profile_list entry, not {entry!r}")
+        profile = copy.deepcopy(dict(entry))
+        name = profile.get("display_name")
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError(f"{where} needs a display_name")
+        where = f"{where} ({name!r})"
+        slug = profile.setdefault("slug", _slug_of(name))
+        if not isinstance(slug, str) or not slug.strip():
+            raise ValueError(f"{where} needs a slug (letters, digits and dashes)")
+        if slug in seen:
+            raise ValueError(f"{where}: slug {slug!r} is used twice")
+        seen.add(slug)
+        for key in ("kubespawner_override", "profile_options"):
+            if not isinstance(profile.get(key, {}), Mapping):
+                raise ValueError(f"{where}: {key} must be a dict")
+        checked.append(profile)
+    return checked
+
+
 def profiles_for(
     memberships: Mapping[str, Role],
     courses: Mapping[str, Course],

@@ -19,7 +19,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup, escape
 from kubespawner import KubeSpawner
 from tornado import web
-from traitlets import Dict, Float, Integer, List, Unicode, default
+from traitlets import Dict, Float, Integer, List, TraitError, Unicode, default, validate
 
 from kubernetes_asyncio.client.models import V1Container
 from kubespawner.utils import get_k8s_model
@@ -136,10 +136,19 @@ class ClassroomSpawner(KubeSpawner):
                 },
             ]
 
+        A missing ``slug`` is made from ``display_name``. A slug equal to a
+        course id is hidden behind that course's profile; choose another.
         Course profiles come from the course files; ``profile_list`` itself is
         managed by ClassroomSpawner and should not be set.
         """,
     )
+
+    @validate("admin_profiles")
+    def _validate_admin_profiles(self, proposal):
+        try:
+            return profiles_mod.check_admin_profiles(proposal["value"])
+        except ValueError as e:
+            raise TraitError(f"c.ClassroomSpawner.admin_profiles: {e}") from None
 
     no_course_message = Unicode(
         "You are not enrolled in any course on this hub, so there is no server to start."

@@ -1,8 +1,11 @@
 """Course profiles and the server-side check of submitted options (no hub, no cluster)."""
 
+import re
+
 import pytest
 
 from classroom_spawner.profiles import (
+    check_admin_profiles,
     InvalidOptions,
     NoProfiles,
     course_profile,
@@ -231,3 +234,26 @@ def test_form_fields_become_options():
 def test_images_of_a_profile():
     assert images_of(admin_profiles()[-1]) == {"example.org/base:1", "example.org/gpu:1"}
     assert images_of(course_profile(COURSES["hist1"])) == set()
+
+
+def test_admin_profiles_get_a_slug_from_their_name():
+    given = [{"display_name": "Admin: Large server!", "kubespawner_override": {"cpu_limit": 8}}]
+    (checked,) = check_admin_profiles(given)
+    assert checked["slug"] == "admin-large-server"
+    assert "slug" not in given[0]  # the config itself is left as written
+
+
+@pytest.mark.parametrize(
+    "entries, message",
+    [
+        (["admin-large"], "entry 1 must be a dict"),
+        ([{"slug": "x"}], "entry 1 needs a display_name"),
+        ([{"display_name": "!!!"}], "entry 1 ('!!!') needs a slug"),
+        ([{"display_name": "A", "slug": "a"}, {"display_name": "B", "slug": "a"}], "entry 2 ('B'): slug 'a' is used twice"),
+        ([{"display_name": "A", "profile_options": ["image"]}], "entry 1 ('A'): profile_options must be a dict"),
+        ([{"display_name": "A", "kubespawner_override": "big"}], "kubespawner_override must be a dict"),
+    ],
+)
+def test_unusable_admin_profiles_are_named(entries, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        check_admin_profiles(entries)

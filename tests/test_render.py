@@ -8,6 +8,7 @@ import textwrap
 
 import kubernetes_validate
 import pytest
+from traitlets import TraitError
 from traitlets.config import Config
 
 from classroom_spawner.offline import render_manifests
@@ -199,3 +200,18 @@ async def test_lesson_sync_gets_at_most_half_of_the_start_timeout(classroom_conf
     (sync,) = pod["spec"]["initContainers"]
     env = {e["name"]: e.get("value") for e in sync["env"]}
     assert env["CLASSROOM_SYNC_TIMEOUT"] == expected
+
+
+async def test_an_admin_profile_without_a_slug_can_be_started(classroom_config):
+    classroom_config.ClassroomSpawner.admin_profiles = [
+        {"display_name": "Admin: large server", "kubespawner_override": {"mem_limit": "32G"}}
+    ]
+    manifests = await render_manifests(classroom_config, "root", profile="admin-large-server", admin=True)
+    validate(manifests["pod"])
+    assert manifests["pod"]["spec"]["containers"][0]["resources"]["limits"]["memory"] == 32 * 1024**3
+
+
+async def test_unusable_admin_profiles_are_a_config_error(classroom_config):
+    classroom_config.ClassroomSpawner.admin_profiles = [{"slug": "big"}]
+    with pytest.raises(TraitError, match=r"admin_profiles: entry 1 needs a display_name"):
+        await render_manifests(classroom_config, "root", admin=True)
