@@ -19,6 +19,7 @@ import signal
 import ssl
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -131,6 +132,7 @@ def run_sync(
     env: dict | None = None,
     python: str = sys.executable,
     script: str = SYNC_SOURCE,
+    run_as: list[str] = (),
 ) -> SyncRun:
     """Run the sync as the init container does: a fresh isolated interpreter,
     the job in the environment, the home as HOME and working directory."""
@@ -146,7 +148,7 @@ def run_sync(
         "CLASSROOM_TERMINATION_LOG": str(termination),
     }
     run_env.update(env or {})
-    proc = _run_in_own_session([python, "-I", "-c", script], home, run_env, timeout + 120)
+    proc = _run_in_own_session([*run_as, python, "-I", "-c", script], home, run_env, timeout + 120)
     result = SyncRun(proc, termination.read_text() if termination.exists() else "")
     assert result.returncode == 0, proc.stderr
     assert proc.stderr == "", proc.stderr
@@ -1210,6 +1212,60 @@ def test_student_repo_config_never_sees_the_token(home, upstream, https_repo, tl
         assert base64.b64encode(f"x-access-token:{TOKEN}".encode()).decode() not in stolen.read_text()
     finally:
         trap.close()
+
+
+NOBODY = 65534
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or not shutil.which("setpriv") or not os.path.exists("/usr/bin/python3"),
+    reason="runs the sync as another user: needs root, setpriv and /usr/bin/python3",
+)
+def test_a_program_the_student_configured_cannot_read_the_token_from_the_sync(monkeypatch):
+    """A filter in the student's clone runs as the same user as the sync, whose
+    environment holds the token: /proc/<pid>/environ must be closed to it."""
+    root = Path(tempfile.mkdtemp(prefix="sync-as-nobody-"))
+    try:
+        root.chmod(0o755)
+        # the test's own git calls (as root) work in repos that belong to nobody
+        (root / "gitconfig").write_text("[safe]\n\tdirectory = *\n")
+        monkeypatch.setitem(GIT_ENV, "GIT_CONFIG_GLOBAL", str(root / "gitconfig"))
+        upstream = Upstream(root / "upstream")
+        upstream.commit({"notes.txt": "one\n"})
+        home = root / "home"
+        home.mkdir()
+        stolen = root / "stolen"
+        steal = root / "steal.sh"
+        steal.write_text(
+            "#!/bin/sh\n"
+            f"for f in /proc/[0-9]*/environ; do cat \"$f\" 2>/dev/null; echo; done | tr '\\000' '\\n' >> {stolen}\n"
+            f"echo filter-ran >> {stolen}\n"
+            "exec cat\n"
+        )
+        steal.chmod(0o755)
+        as_nobody = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+        env = {"CLASSROOM_GIT_TOKEN": TOKEN}
+        lessons = [{"url": upstream.url, "target": "lesson"}]
+
+        def sync_as_nobody():
+            subprocess.run(["chown", "-R", f"{NOBODY}:{NOBODY}", str(root)], check=True)
+            return run_sync(home, lessons, env=env, python="/usr/bin/python3", run_as=as_nobody)
+
+        assert sync_as_nobody().level("lesson") == "info"
+        repo = home / "lesson"
+        git("config", "filter.steal.clean", str(steal), cwd=repo)
+        git("config", "filter.steal.smudge", str(steal), cwd=repo)
+        (repo / ".git/info/attributes").write_text("* filter=steal\n")
+        (repo / "notes.txt").write_text("mine\n")
+        upstream.commit({"notes.txt": "theirs\n", "new.txt": "new\n"})
+        result = sync_as_nobody()
+        assert result.level("lesson") == "warning", result.termination
+        seen = stolen.read_text()
+        assert "filter-ran" in seen  # the student's program did run, as the sync's user...
+        assert "PATH=" in seen  # ...and read what it could (its own git's environment)
+        assert TOKEN not in seen  # ...but not the sync's
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def test_token_only_goes_to_listed_hosts(home, upstream, https_repo, tls_cert):

@@ -1721,6 +1721,25 @@ def _read_token(environ):
     return token
 
 
+def _keep_others_out():
+    """Make this process non-dumpable (Linux ``prctl(PR_SET_DUMPABLE, 0)``).
+
+    The token is in this process's environment and memory for the whole run,
+    and git runs programs the student configured in their clone (filters)
+    as the same user. A non-dumpable process's ``/proc/<pid>/environ`` and
+    memory are closed to other processes of its user, so such a program
+    cannot simply read the token from there. Best effort: without ctypes or
+    on another system, the sync goes on as before.
+    """
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(4, 0, 0, 0, 0) == 0  # 4: PR_SET_DUMPABLE
+    except Exception:
+        return False
+
+
 def run_job(environ):
     """Validate the job, sync every lesson (up to MAX_PARALLEL at once)."""
     lessons, outcomes = load_job(environ)
@@ -1744,6 +1763,7 @@ def run_job(environ):
             ["The course's git token is malformed, so private lessons could not be fetched."]))
     if token:
         _SECRETS.append(token)
+        _keep_others_out()
     deadline = Deadline(_read_timeout(environ))
     env = base_git_env(environ)
     version = git_version(executable, env)
