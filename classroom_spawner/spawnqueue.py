@@ -31,10 +31,6 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 
-class QueueFull(Exception):
-    """More people are waiting than the queue may hold."""
-
-
 @dataclass
 class Ticket:
     """One spawn's place in the queue. Granted tickets hold a slot until released."""
@@ -106,7 +102,6 @@ class SpawnQueue:
         self,
         limit: int,
         *,
-        max_waiting: int = 0,
         rate_window: int = 20,
         on_change: Callable[[SpawnQueue], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -114,7 +109,6 @@ class SpawnQueue:
         if limit < 1:
             raise ValueError(f"a spawn queue needs at least one slot, not {limit}")
         self.limit = limit
-        self.max_waiting = max_waiting
         self._clock = clock
         self._seq = itertools.count(1)
         self._waiting: collections.OrderedDict[int, Ticket] = collections.OrderedDict()
@@ -172,8 +166,6 @@ class SpawnQueue:
 
     def enter(self, key: str = "") -> Ticket:
         """Take a ticket. It is granted at once if a slot is free and nobody waits."""
-        if self.max_waiting and len(self._waiting) >= self.max_waiting and not self._slot_free():
-            raise QueueFull(f"{len(self._waiting)} people are already waiting")
         ticket = Ticket(self, next(self._seq), key, self._clock())
         if self._slot_free() and not self._waiting:
             self._grant(ticket)

@@ -94,7 +94,6 @@ TERMINATION_MAX_BYTES = 4000  # Kubernetes keeps at most 4096 bytes
 DEFAULT_TIMEOUT = 120.0
 MAX_TIMEOUT = 3600.0
 DEFAULT_TOKEN_USERNAME = "x-access-token"
-LEVELS = ("ok", "info", "warning", "error")
 MAX_PARALLEL = 4
 # pauses before the second and third try of a network call that failed
 # in a way that may pass (see _is_transient)

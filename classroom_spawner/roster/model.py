@@ -103,9 +103,6 @@ class LessonRepo:
     ref: str | None = None
     depth: int | None = None
 
-    def as_dict(self) -> dict[str, Any]:
-        return {"url": self.url, "ref": self.ref, "target": self.target, "depth": self.depth}
-
 
 @dataclass(frozen=True)
 class Course:
@@ -146,10 +143,6 @@ class Roster:
         self._courses = MappingProxyType(dict(courses))
         self._by_user = {user: MappingProxyType(dict(m)) for user, m in enrolments.items()}
         self._sources = tuple(sources)
-
-    @classmethod
-    def empty(cls) -> Roster:
-        return cls({}, {})
 
     @property
     def courses(self) -> Mapping[str, Course]:
