@@ -103,6 +103,15 @@ def test_duplicate_course_id_in_one_file(write_file):
         ("id: c1\n    students: [[a, b]]", "a member of 'students' must be a single value"),
         ("id: c1\n    students: ['a b']", "login 'a b' contains whitespace"),
         ("id: c1\n    kubespawner_override: [1]", "kubespawner_override must be a mapping"),
+        (
+            "id: c1\n    kubespawner_override: {node_selecter: {pool: gpu}}",
+            "kubespawner_override: 'node_selecter' is not a KubeSpawner setting (did you mean 'node_selector'?)",
+        ),
+        (
+            "id: c1\n    kubespawner_override:\n      node_selector: physics",
+            "kubespawner_override: node_selector: expected a dict, not the str 'physics'",
+        ),
+        ("id: c1\n    kubespawner_override: {cpu_limit: lots}", "kubespawner_override: cpu_limit: expected a float"),
         ("id: c1\n    rosters: [{file: r.csv, format: moodle}]", "unknown roster format 'moodle'"),
         ("id: c1\n    rosters: [{format: csv}]", "roster entry has no 'file'"),
         ("id: c1\n    rosters: [{file: r.csv, role: boss}]", "unknown role 'boss'"),
@@ -278,3 +287,20 @@ def test_cpu_must_be_finite_and_every_guarantee_problem_is_reported(write_file):
     )
     problems = problems_of([path])
     assert [p.split(": ")[0] for p in problems] == [f"{path}:3", f"{path}:5", f"{path}:7"]
+
+
+def test_a_bad_override_names_its_own_line(write_file):
+    path = yaml_file(
+        write_file,
+        """\
+        courses:
+          - id: c1
+            kubespawner_override:
+              extra_labels: {course: c1}
+              image_pull_policy: Always
+              lifecycle_hooks: [postStart]
+        """,
+    )
+    (problem,) = problems_of([path])
+    assert problem.startswith(f"{path}:6:"), problem
+    assert "lifecycle_hooks: expected a dict" in problem

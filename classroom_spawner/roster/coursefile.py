@@ -41,6 +41,7 @@ import yaml
 from .csvsource import FORMATS, RosterSource, check_username
 from .errors import ProblemCollector
 from .model import Course, LessonRepo, Role, normalize_username, parse_role
+from .overrides import override_problem
 
 try:  # libyaml is much faster on large member lists
     from yaml import CSafeLoader as _Loader
@@ -355,7 +356,15 @@ class _CourseFileReader:
         if not isinstance(node, yaml.MappingNode):
             self.problem(node, "kubespawner_override must be a mapping of KubeSpawner trait names to values")
             return None
-        return _construct(node)
+        override = _construct(node)
+        ok = True
+        for key_node, _value_node in node.value:
+            key = _construct(key_node)
+            why = override_problem(key, override.get(key))
+            if why:
+                self.problem(key_node, f"kubespawner_override: {why}")
+                ok = False
+        return override if ok else None
 
     def members(self, node: yaml.Node, key: str, role: Role):
         for item in self.sequence(node, f"'{key}'") or []:
