@@ -8,7 +8,9 @@ here talks to a cluster.
 
 from __future__ import annotations
 
+import atexit
 import os
+import sys
 import tempfile
 from types import SimpleNamespace
 from typing import Any
@@ -30,8 +32,8 @@ current-context: offline
 
 def ensure_kubeconfig() -> None:
     """KubeSpawner loads a kubeconfig when a spawner is built, even to render a
-    manifest. Without one (an admin's laptop), point it at a harmless dummy.
-    Must run before kubernetes_asyncio is imported: it reads $KUBECONFIG then."""
+    manifest. Without one (an admin's laptop), point it at a harmless dummy,
+    removed again when the command ends."""
     in_cluster = os.environ.get("KUBERNETES_SERVICE_HOST")
     path = os.path.expanduser(os.environ.get("KUBECONFIG", "~/.kube/config"))
     if in_cluster or os.path.exists(path.split(os.pathsep)[0]):
@@ -39,7 +41,20 @@ def ensure_kubeconfig() -> None:
     fd, dummy = tempfile.mkstemp(prefix="classroom-offline-", suffix=".kubeconfig")
     with os.fdopen(fd, "w") as f:
         f.write(_DUMMY_KUBECONFIG)
+    atexit.register(_remove, dummy)
     os.environ["KUBECONFIG"] = dummy
+    # kubernetes_asyncio reads $KUBECONFIG once, when it is imported (reading
+    # a course file imports KubeSpawner to check overrides): tell it too
+    kube_config = sys.modules.get("kubernetes_asyncio.config.kube_config")
+    if kube_config is not None:
+        kube_config.KUBE_CONFIG_DEFAULT_LOCATION = dummy
+
+
+def _remove(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 def stand_in_user(username: str, *, admin: bool = False) -> SimpleNamespace:
@@ -78,7 +93,6 @@ async def render_manifests(
     spawner = await build_spawner(config, username, admin=admin)
     from .spawner import user_error
 
-    # imported after build_spawner, which may set $KUBECONFIG (see ensure_kubeconfig)
     from kubernetes_asyncio.client import ApiClient
 
     options = {"profile": profile} if profile else {}

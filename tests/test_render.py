@@ -129,6 +129,9 @@ def test_render_cli_prints_valid_json_and_yaml(classroom_config, tmp_path):
     exe = os.path.join(os.path.dirname(sys.executable), "classroom-spawner")
     env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
     env["HOME"] = str(tmp_path)  # no ~/.kube/config: render must not need a cluster
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    env["TMPDIR"] = str(scratch)
     result = subprocess.run(
         [exe, "render", "élodie.dupré", "--profile", "phys210", "--json", "-f", str(config_file)],
         capture_output=True, text=True, env=env, timeout=120,
@@ -146,6 +149,7 @@ def test_render_cli_prints_valid_json_and_yaml(classroom_config, tmp_path):
 
     docs = list(yaml.safe_load_all(result.stdout))
     assert [d["kind"] for d in docs] == ["PersistentVolumeClaim", "Pod"]
+    assert list(scratch.iterdir()) == []  # the stand-in kubeconfig is gone again
 
 
 def test_render_cli_refuses_another_courses_profile(classroom_config, tmp_path):
