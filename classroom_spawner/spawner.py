@@ -62,8 +62,14 @@ def hub_spawn_limit_warning(config, first_spawn_limit: int) -> str | None:
     queue, or None. JupyterHub counts spawns waiting in our line as pending and
     answers "429 Too many users" beyond its limit, so a burst larger than that
     limit gets errors instead of places in line."""
-    hub_config = config.get("JupyterHub", {}) if config else {}
-    hub_limit = hub_config.get("concurrent_spawn_limit", 100)
+    from jupyterhub.app import JupyterHub
+
+    if JupyterHub.initialized():  # in the hub: the value it runs with, however it was set
+        hub_limit = JupyterHub.instance().concurrent_spawn_limit
+    else:
+        hub_config = config.get("JupyterHub", {}) if config else {}
+        default = JupyterHub.class_traits()["concurrent_spawn_limit"].default_value
+        hub_limit = hub_config.get("concurrent_spawn_limit", default)
     if not first_spawn_limit or not hub_limit:
         return None
     return (

@@ -203,6 +203,14 @@ class SpawnQueue:
         self._fill()
         self._notify()
 
+    def resize(self, limit: int) -> None:
+        """Change the number of slots; a larger limit lets the next in line in at once."""
+        if limit < 1:
+            raise ValueError(f"a spawn queue needs at least one slot, not {limit}")
+        self.limit = limit
+        self._fill()
+        self._notify()
+
     def _fill(self) -> None:
         while self._waiting and self._slot_free():
             _, ticket = self._waiting.popitem(last=False)
@@ -260,8 +268,7 @@ def shared_queue(name: str, limit: int, **kwargs) -> SpawnQueue:
     if queue is None:
         queue = _QUEUES[name] = SpawnQueue(limit, **kwargs)
     elif queue.limit != limit:
-        queue.limit = limit
-        queue._fill()
+        queue.resize(limit)
     return queue
 
 

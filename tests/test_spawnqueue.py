@@ -220,3 +220,15 @@ def test_update_interval_grows_with_the_line():
 def test_limit_must_be_positive():
     with pytest.raises(ValueError, match="at least one slot"):
         SpawnQueue(limit=0)
+
+
+async def test_a_larger_limit_lets_the_next_in_at_once_and_is_reported():
+    seen = []
+    queue = SpawnQueue(limit=1, on_change=lambda q: seen.append((len(q.holders()), len(q.waiters()))))
+    tickets = [queue.enter(f"u{i}") for i in range(4)]
+    seen.clear()
+    queue.resize(3)
+    assert [t.granted for t in tickets] == [True, True, True, False]
+    assert seen == [(3, 1)]  # the gauges hear of it
+    with pytest.raises(ValueError):
+        queue.resize(0)
