@@ -119,9 +119,10 @@ class ClassroomSpawner(KubeSpawner):
     written by the Zero to JupyterHub chart) are inherited.
     """
 
-    # warn about JupyterHub's concurrent_spawn_limit once per hub process
+    # configuration warnings: once per hub process, not once per user
     _hub_limit_checked = False
     _sync_cap_warned = False
+    _profile_list_warned = False
 
     admin_profiles = List(
         Dict(),
@@ -321,7 +322,12 @@ class ClassroomSpawner(KubeSpawner):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        if self.profile_list and self.profile_list is not _classroom_profile_list:
+        if (
+            self.profile_list
+            and self.profile_list is not _classroom_profile_list
+            and not ClassroomSpawner._profile_list_warned
+        ):
+            ClassroomSpawner._profile_list_warned = True
             self.log.warning(
                 "%s: profile_list is set in the config (Z2JH: singleuser.profileList?) but"
                 " ClassroomSpawner builds profiles from the course files; it is ignored."

@@ -1,6 +1,7 @@
 """The manifests a user would get: built by the spawner's own code, valid for Kubernetes."""
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -219,3 +220,17 @@ async def test_unusable_admin_profiles_are_a_config_error(classroom_config):
     classroom_config.ClassroomSpawner.admin_profiles = [{"slug": "big"}]
     with pytest.raises(TraitError, match=r"admin_profiles: entry 1 needs a display_name"):
         await render_manifests(classroom_config, "root", admin=True)
+
+
+async def test_a_profile_list_in_the_config_is_ignored_with_one_warning(classroom_config, monkeypatch, caplog):
+    from classroom_spawner.offline import build_spawner
+    from classroom_spawner.spawner import ClassroomSpawner
+
+    monkeypatch.setattr(ClassroomSpawner, "_profile_list_warned", False)
+    classroom_config.KubeSpawner.profile_list = [{"display_name": "Z2JH default", "slug": "default"}]
+    with caplog.at_level(logging.WARNING):
+        for user in ("ada@uni.example.edu", "x"):
+            spawner = await build_spawner(classroom_config, user)
+            profiles = await spawner.classroom_profiles()
+            assert [p["slug"] for p in profiles] == ["ds101", "phys210"]
+    assert caplog.text.count("profile_list is set in the config") == 1
