@@ -242,17 +242,27 @@ def cmd_queue(args, out) -> int:
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             data = json.load(response)
+        if not isinstance(data, dict) or not isinstance(data.get("queues"), dict):
+            raise ValueError("not a spawn-queue answer")
     except urllib.error.HTTPError as e:
         print(f"error: {api}: HTTP {e.code} {e.reason}", file=sys.stderr)
         return 1
     except (urllib.error.URLError, OSError) as e:
         print(f"error: cannot reach {api}: {getattr(e, 'reason', e)}", file=sys.stderr)
         return 1
+    except ValueError:
+        print(
+            f"error: {api}/classroom/spawn-queue did not answer with the spawn queue; is"
+            " --hub-api-url the hub's API (e.g. http://127.0.0.1:8081/hub/api), and does the hub"
+            " serve the queue API (ClassroomOAuthenticator does; see docs/queue.md otherwise)?",
+            file=sys.stderr,
+        )
+        return 1
     if args.json:
         json.dump(data, out, indent=2)
         print(file=out)
         return 0
-    queues = data.get("queues") or {}
+    queues = data["queues"]
     if not queues:
         print("No spawn queue has been used since the hub started.", file=out)
     for name, q in queues.items():

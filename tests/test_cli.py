@@ -165,3 +165,34 @@ def test_check_reports_authenticator_settings_that_would_stop_the_hub(tmp_path):
         "error: ClassroomOAuthenticator.course_claim_groups['idp-ds'] names course 'ds999',"
         " which is not on the roster"
     ) in result.stderr
+
+
+@pytest.mark.parametrize(
+    "body", [b"<html><body>Sign in</body></html>", b'{"detail": "something else"}'], ids=["html", "other-json"]
+)
+def test_queue_against_something_that_is_not_the_queue_api_says_so(body):
+    """A wrong --hub-api-url (a login page, another API) is a clear error, not a traceback."""
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+    import threading
+
+    class Page(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Page)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/hub/api"
+        result = cli("queue", "--hub-api-url", url, "--token", "t0k3n")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.returncode == 1
+    assert "did not answer with the spawn queue" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -2,7 +2,9 @@
 starts at once, with a slow storage provisioner and a short start_timeout."""
 
 import asyncio
+import os
 import re
+import sys
 import textwrap
 
 import pytest
@@ -142,6 +144,19 @@ async def test_queue_is_empty_and_metrics_are_exported_after_the_burst(hub):
     assert f'classroom_spawn_queue_wait_seconds_count{{queue="first-spawn"}} {float(len(STUDENTS))}' in metrics
     assert 'classroom_spawn_queue_length{queue="first-spawn"} 0.0' in metrics
     assert 'classroom_spawns_in_flight{queue="first-spawn"} 0.0' in metrics
+
+
+async def test_the_cli_reads_the_queue_of_the_running_hub(hub):
+    exe = os.path.join(os.path.dirname(sys.executable), "classroom-spawner")
+    proc = await asyncio.create_subprocess_exec(
+        exe, "queue", "--hub-api-url", hub.api_url, "--token", hub.admin_token,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err.decode()
+    (line,) = out.decode().splitlines()
+    # after the burst: nobody in line, and the rate at which first spawns finished
+    assert re.fullmatch(rf"first-spawn: 0/{LIMIT} running, 0 waiting, about [\d.]+ finishing per minute", line)
 
 
 async def test_returning_students_are_not_queued(hub):
