@@ -694,6 +694,17 @@ class ClassroomSpawner(KubeSpawner):
                     lessons_reported = True
                     for level, message in warnings:
                         yield {"message": f"Lessons ({level}): {message}"}
+        # KubeSpawner's events are off (events_enabled), or the start ended
+        # before the sync's result arrived: look for it until the start is over
+        while not lessons_reported:
+            warnings = self.lesson_sync_warnings()
+            if warnings is not None:
+                for level, message in warnings:
+                    yield {"message": f"Lessons ({level}): {message}"}
+                break
+            if self._start_future is not None and self._start_future.done():
+                break
+            await asyncio.sleep(1)
 
     async def _queue_progress(self):
         """The place in line, when it changed, until every slot is granted.

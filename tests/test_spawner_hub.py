@@ -47,6 +47,9 @@ courses:
     lessons:
       - url: {lesson_url}
         target: ds101-lessons
+      - url: {lesson_url}
+        ref: no-such-branch
+        target: extra
     students: [alice, bob]
   - id: phys210
     title: Computational Physics
@@ -146,14 +149,31 @@ async def pod_of(k8s, user):
         return pods.items[0] if pods.items else None
 
 
+async def spawn_and_follow(hub, user, options):
+    """Start USER's server and follow its progress while pending, as the spawn
+    page does; return the spawn request's response and the progress events."""
+    request = asyncio.ensure_future(spawn(hub, user, options))
+    while not (await hub.api("GET", f"users/{user}")).json().get("pending"):
+        assert not request.done(), (await request).text
+        await asyncio.sleep(0.05)
+    progress = asyncio.ensure_future(hub.progress(user, token=hub.tokens[user]))
+    response = await request
+    assert response.code in (201, 202), response.text
+    await hub.wait_for_server(user, timeout=180)
+    return response, await asyncio.wait_for(progress, 60)
+
+
 async def stop(hub, user):
     await hub.stop_server(user, timeout=120)
 
 
+LESSON_WARNING = "Lessons (error): extra: not synced: there is no branch or tag 'no-such-branch'"
+
+
 async def test_own_course_starts_with_its_image_volume_and_lessons(hub, k8s):
-    r = await spawn(hub, "alice", {"profile": "ds101"})
-    assert r.code in (201, 202), r.text
-    await hub.wait_for_server("alice", timeout=180)
+    _, events = await spawn_and_follow(hub, "alice", {"profile": "ds101"})
+    # a lesson that cannot be synced is a warning on the spawn page, not a failed start
+    assert any(LESSON_WARNING in e.get("message", "") for e in events), events
     pod = await pod_of(k8s, "alice")
     assert pod.spec.containers[0].image == "example.org/ds101:1"
     assert [c.name for c in pod.spec.init_containers] == ["lesson-sync"]
@@ -234,17 +254,9 @@ async def test_stale_saved_profile_falls_back_instead_of_failing(hub, k8s, cours
     # bob leaves phys210; JupyterHub still remembers {"profile": "phys210"}
     course_file.write(phys_students="someone-else")
     os.utime(course_file.path, (os.path.getmtime(course_file.path) + 2,) * 2)
-    # a start without options (the "Start My Server" button) reuses the saved choice;
-    # follow its progress while it is pending, as the spawn page does
-    request = asyncio.ensure_future(spawn(hub, "bob", None))
-    while not (await hub.api("GET", "users/bob")).json().get("pending"):
-        assert not request.done(), (await request).text
-        await asyncio.sleep(0.05)
-    progress = asyncio.ensure_future(hub.progress("bob", token=hub.tokens["bob"]))
-    assert (await request).code in (201, 202)
-    await hub.wait_for_server("bob", timeout=180)
+    # a start without options (the "Start My Server" button) reuses the saved choice
+    _, events = await spawn_and_follow(hub, "bob", None)
     assert (await pod_of(k8s, "bob")).spec.containers[0].image == "example.org/ds101:1"
-    events = await asyncio.wait_for(progress, 60)
     assert any(
         "Your last choice (phys210) is not available to you any more; starting Data Science 101 instead."
         in e.get("message", "")
@@ -264,3 +276,32 @@ async def test_no_tracebacks_for_refused_spawns(hub):
         assert "Unhandled error starting" not in log
     assert "KeyError" not in log
     assert "Refusing server options for alice: profile 'phys210' is not available" in log
+
+
+async def test_lesson_warnings_reach_the_spawn_page_without_kubernetes_events(k8s, workdir, course_file):
+    config = textwrap.dedent(
+        f"""
+        c.JupyterHub.authenticator_class = "dummy"
+        c.Authenticator.allow_all = True
+        c.JupyterHub.spawner_class = "classroom"
+        c.ClassroomRoster.course_files = [{str(course_file.path)!r}]
+        c.KubeSpawner.namespace = {NS!r}
+        c.KubeSpawner.cmd = ["jupyterhub-singleuser"]
+        c.KubeSpawner.storage_capacity = "1Gi"
+        c.KubeSpawner.start_timeout = 120
+        c.KubeSpawner.http_timeout = 120
+        c.KubeSpawner.events_enabled = False
+        c.JupyterHub.tornado_settings = {{"slow_spawn_timeout": 0}}
+        """
+    )
+    async with HubProcess(
+        config=config, workdir=workdir / "hub-no-events", env={"KUBECONFIG": k8s.kubeconfig_path}, start_timeout=120
+    ) as quiet_hub:
+        await quiet_hub.create_user("bob")
+        token = await quiet_hub.user_token("bob")
+        r = await quiet_hub.api("POST", "users/bob/server", json={"profile": "ds101"}, token=token)
+        assert r.code == 202, r.text
+        events = await quiet_hub.progress("bob", token=token, timeout=180)
+        assert events[-1].get("ready") is True, events[-3:]
+        assert any(LESSON_WARNING in e.get("message", "") for e in events), events
+        await quiet_hub.stop_server("bob", timeout=120)
