@@ -203,6 +203,23 @@ def test_canvas_section_filter(write_file):
     assert sorted(load_roster([cf]).roster.members("ds101")) == ["a@uni.edu", "c@uni.edu"]
 
 
+def test_canvas_sections_whose_names_have_and_or_a_comma(write_file):
+    write_file(
+        "canvas.csv",
+        canvas_export(
+            '"A, A",1,,a@uni.edu,"Smith, J.",,,',
+            '"B, B",2,,b@uni.edu,Lab A and B,,,',
+            '"C, C",3,,c@uni.edu,"Lecture 1, Smith, J. and Lab C",,,',
+            '"D, D",4,,d@uni.edu,Smith,,,',
+            '"E, E",5,,e@uni.edu,Lab A,,,',
+        ),
+    )
+    cf = course_file(
+        write_file, '- file: canvas.csv\n  format: canvas\n  sections: ["Smith, J.", Lab A and B]\n'
+    )
+    assert sorted(load_roster([cf]).roster.members("ds101")) == ["a@uni.edu", "b@uni.edu", "c@uni.edu"]
+
+
 def test_canvas_export_with_staff_role_entry(write_file):
     # some sites export TAs from a separate Canvas course section
     write_file("canvas.csv", canvas_export('"T, A",1,,ta@uni.edu,TA section,,,'))

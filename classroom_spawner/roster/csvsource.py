@@ -9,6 +9,7 @@ its file and line; it never stops at the first one.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import re
 from dataclasses import dataclass
@@ -209,22 +210,29 @@ def _read_canvas(source: RosterSource, text: str, problems: ProblemCollector):
             continue  # "Points Possible" and similar rows that are not people
         if folded_name in CANVAS_TEST_STUDENTS:
             continue
-        if section_col is not None:
-            # a student in several sections has them joined ("Lab A and Lab B")
-            sections = {s.strip().lower() for s in _split_sections(cell(section_col))}
-            if not sections & wanted_sections:
-                continue
+        if section_col is not None and not _in_sections(cell(section_col), wanted_sections):
+            continue
         entry = _entry(source, line, cell(login_col), "", problems, who=name)
         if entry:
             yield entry
 
 
-def _split_sections(text: str) -> list[str]:
-    parts = []
-    for chunk in text.replace(" and ", ",").split(","):
-        if chunk.strip():
-            parts.append(chunk)
-    return parts
+def _in_sections(cell: str, wanted: set[str]) -> bool:
+    """Is a Canvas "Section" cell one of the wanted sections (lower case)?
+
+    Canvas joins a student's sections into one cell ("Lab B and Lab A",
+    "Lab B, Lab A and Lecture 1"). A wanted section matches as a whole part of
+    that list, so a section whose own name has " and " or a comma in it
+    ("Smith, J.", "Lab A and B") is found too, not cut in pieces.
+    """
+    text = " ".join(cell.lower().split())
+    return any(_section_pattern(section).search(text) for section in wanted)
+
+
+@functools.lru_cache(maxsize=256)
+def _section_pattern(section: str) -> re.Pattern:
+    name = re.escape(" ".join(section.split()))
+    return re.compile(rf"(?:^|,\s*|\sand\s){name}(?=$|\s*,|\sand\s)")
 
 
 def _entry(
