@@ -115,6 +115,8 @@ def test_duplicate_course_id_in_one_file(write_file):
         ("id: c1\n    rosters: [{file: r.csv, format: moodle}]", "unknown roster format 'moodle'"),
         ("id: c1\n    rosters: [{format: csv}]", "roster entry has no 'file'"),
         ("id: c1\n    rosters: [{file: r.csv, role: boss}]", "unknown role 'boss'"),
+        ("id: c1\n    rosters: [{file: r.csv, sections: [Lab A]}]", "'sections' does not apply to format csv"),
+        ("id: c1\n    rosters: [{file: r.csv, format: canvas, role_column: Role}]", "'role_column' does not apply to format canvas"),
     ],
 )
 def test_bad_course_settings(write_file, snippet, expected):

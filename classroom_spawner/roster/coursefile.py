@@ -69,6 +69,12 @@ COURSE_KEYS = {
     *MEMBER_KEYS,
 }
 LESSON_KEYS = {"url", "ref", "target", "depth"}
+# roster entry keys that a format has no use for: an error, not silently ignored
+KEYS_NOT_FOR = {
+    "csv": ("sections",),  # only Canvas exports have a Section column
+    "canvas": ("role_column", "header"),  # a gradebook has no role column, always a header
+}
+
 SOURCE_KEYS = {
     "file",
     "format",
@@ -396,6 +402,10 @@ class _CourseFileReader:
             if fmt not in FORMATS:
                 self.problem(fields["format"], f"unknown roster format {fmt!r}; expected one of: {', '.join(FORMATS)}")
                 ok = False
+            for key in KEYS_NOT_FOR.get(fmt, ()):
+                if key in fields:
+                    self.problem(fields[key], f"'{key}' does not apply to format {fmt} (it would be ignored)")
+                    ok = False
         for key in ("login_column", "role_column", "add_domain"):
             if key in fields:
                 kwargs[key] = self.text(fields[key], key)
