@@ -119,3 +119,27 @@ def test_course_files_accepts_a_single_path(course_and_csv):
     c = Config()
     c.ClassroomRoster.course_files = course
     assert ClassroomRoster(config=c).course_files == [course]
+
+
+async def test_an_unexpected_error_while_re_reading_is_logged_once_per_change(
+    course_and_csv, caplog, rewrite_file, monkeypatch
+):
+    from classroom_spawner.roster import configurable
+
+    course, csv = course_and_csv
+    roster = configured(course)
+    first = await roster.current()
+
+    def crash(paths):  # a bug in a reader, say
+        raise RuntimeError("reader bug")
+
+    monkeypatch.setattr(configurable, "load_roster", crash)
+    rewrite_file(csv, "username\ncarol\n")
+    with caplog.at_level(logging.ERROR):
+        for _ in range(5):
+            assert await roster.current() is first  # the last good roster stays
+    assert caplog.text.count("Unexpected error re-reading the roster") == 1
+    rewrite_file(csv, "username\ndave\n")  # the next change is tried again
+    with caplog.at_level(logging.ERROR):
+        await roster.current()
+    assert caplog.text.count("Unexpected error re-reading the roster") == 2

@@ -16,7 +16,7 @@ from traitlets import Float, List, Unicode, Union, validate
 from traitlets.config import Config, LoggingConfigurable
 
 from .errors import RosterError
-from .loader import LoadResult, files_changed, load_roster
+from .loader import LoadResult, files_changed, fingerprints, load_roster
 from .model import Roster
 
 
@@ -141,6 +141,7 @@ class ClassroomRoster(LoggingConfigurable):
         state.checked_at = time.monotonic()
         if not changed:
             return
+        before = await loop.run_in_executor(None, fingerprints, list(state.watched))
         try:
             result = await loop.run_in_executor(None, load_roster, self.course_files)
         except RosterError as e:
@@ -158,6 +159,8 @@ class ClassroomRoster(LoggingConfigurable):
             return
         except Exception:
             self.log.exception("Unexpected error re-reading the roster; keeping the last good one")
+            # as for a broken file: try again when the files change, not at every check
+            state.watched = before
             return
         state.install(result)
         self._log_loaded(result, reloaded=True)

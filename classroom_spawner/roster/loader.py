@@ -96,6 +96,11 @@ def load_roster(course_files: list[str]) -> LoadResult:
     return LoadResult(Roster(courses, enrolments, sources=list(files)), files)
 
 
+def fingerprints(paths) -> dict[str, Fingerprint]:
+    """The fingerprint of each path, as it is now."""
+    return {path: fingerprint(path) for path in paths}
+
+
 def files_changed(files: dict[str, Fingerprint]) -> bool:
     """True if any file differs from its remembered fingerprint (a few stat calls)."""
     return any(fingerprint(path) != fp for path, fp in files.items())
