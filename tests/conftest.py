@@ -53,3 +53,17 @@ def rewrite_file():
         os.utime(path, ns=(before + 1_000_000_000, before + 1_000_000_000))
 
     return rewrite
+
+
+@pytest.fixture
+def roster_problems():
+    """Load course files that must fail; return the problems as 'file:line: reason' strings."""
+    from classroom_spawner.roster import RosterError
+    from classroom_spawner.roster.loader import load_roster
+
+    def problems(course_files):
+        with pytest.raises(RosterError) as info:
+            load_roster(course_files)
+        return [str(p) for p in info.value.problems]
+
+    return problems

@@ -4,18 +4,13 @@ import textwrap
 
 import pytest
 
-from classroom_spawner.roster import Role, RosterError
+from classroom_spawner.roster import Role
 from classroom_spawner.roster.loader import load_roster
 
 
 def yaml_file(write_file, text, name="courses.yaml"):
     return write_file(name, textwrap.dedent(text))
 
-
-def problems_of(paths):
-    with pytest.raises(RosterError) as info:
-        load_roster(paths)
-    return [str(p) for p in info.value.problems]
 
 
 def test_full_course_is_read(write_file):
@@ -62,7 +57,7 @@ def test_defaults_for_optional_settings(write_file):
     assert course.image is None and course.cpu_limit is None and course.lessons == ()
 
 
-def test_unknown_key_names_line_and_known_keys(write_file):
+def test_unknown_key_names_line_and_known_keys(write_file, roster_problems):
     path = yaml_file(
         write_file,
         """\
@@ -71,21 +66,21 @@ def test_unknown_key_names_line_and_known_keys(write_file):
             imgae: foo
         """,
     )
-    (problem,) = problems_of([path])
+    (problem,) = roster_problems([path])
     assert problem.startswith(f"{path}:3: unknown key 'imgae' in a course (known keys: ")
     assert "image" in problem
 
 
-def test_duplicate_course_id_across_files_names_both(write_file):
+def test_duplicate_course_id_across_files_names_both(write_file, roster_problems):
     first = yaml_file(write_file, "courses:\n  - id: ds101\n", "a.yaml")
     second = yaml_file(write_file, "courses:\n  - id: other\n  - id: DS101\n", "b.yaml")
-    (problem,) = problems_of([first, second])
+    (problem,) = roster_problems([first, second])
     assert problem == f"{second}:3: duplicate course id 'ds101' (first defined at {first}:2)"
 
 
-def test_duplicate_course_id_in_one_file(write_file):
+def test_duplicate_course_id_in_one_file(write_file, roster_problems):
     path = yaml_file(write_file, "courses:\n  - id: ds101\n  - id: ds101\n")
-    (problem,) = problems_of([path])
+    (problem,) = roster_problems([path])
     assert problem.startswith(f"{path}:3: duplicate course id 'ds101'")
 
 
@@ -119,32 +114,32 @@ def test_duplicate_course_id_in_one_file(write_file):
         ("id: c1\n    rosters: [{file: r.csv, format: canvas, role_column: Role}]", "'role_column' does not apply to format canvas"),
     ],
 )
-def test_bad_course_settings(write_file, snippet, expected):
+def test_bad_course_settings(write_file, snippet, expected, roster_problems):
     path = yaml_file(write_file, f"courses:\n  - {snippet}\n")
-    problems = problems_of([path])
+    problems = roster_problems([path])
     assert any(p.startswith(f"{path}:") and expected in p for p in problems), problems
 
 
-def test_yaml_syntax_error_names_the_line(write_file):
+def test_yaml_syntax_error_names_the_line(write_file, roster_problems):
     path = yaml_file(write_file, "courses:\n  - id: ds101\n    title: [unclosed\n  - id: x\n")
-    (problem,) = problems_of([path])
+    (problem,) = roster_problems([path])
     assert problem.startswith(f"{path}:4: not valid YAML")
 
 
-def test_wrong_top_level(write_file):
-    assert "no 'courses:' list" in problems_of([yaml_file(write_file, "{}\n")])[0]
-    assert "empty course file" in problems_of([yaml_file(write_file, "")])[0]
-    assert "unknown key 'course'" in problems_of([yaml_file(write_file, "course: []\n")])[0]
+def test_wrong_top_level(write_file, roster_problems):
+    assert "no 'courses:' list" in roster_problems([yaml_file(write_file, "{}\n")])[0]
+    assert "empty course file" in roster_problems([yaml_file(write_file, "")])[0]
+    assert "unknown key 'course'" in roster_problems([yaml_file(write_file, "course: []\n")])[0]
 
 
-def test_unreadable_course_file(tmp_path):
+def test_unreadable_course_file(tmp_path, roster_problems):
     missing = str(tmp_path / "nope.yaml")
-    (problem,) = problems_of([missing])
+    (problem,) = roster_problems([missing])
     assert problem.startswith(f"{missing}: cannot read course file")
 
 
-def test_no_course_files_configured():
-    (problem,) = problems_of([])
+def test_no_course_files_configured(roster_problems):
+    (problem,) = roster_problems([])
     assert "no course file is configured" in problem
 
 
@@ -194,13 +189,13 @@ def test_lessons_are_read_and_defaulted(write_file):
         "{ref: main}",
     ],
 )
-def test_bad_lessons_are_refused_with_file_and_line(write_file, lesson):
+def test_bad_lessons_are_refused_with_file_and_line(write_file, lesson, roster_problems):
     path = yaml_file(write_file, f"courses:\n  - id: c1\n    lessons:\n      - {lesson}\n")
-    problems = problems_of([path])
+    problems = roster_problems([path])
     assert problems and all(p.startswith(f"{path}:4: ") for p in problems), problems
 
 
-def test_two_lessons_into_one_folder(write_file):
+def test_two_lessons_into_one_folder(write_file, roster_problems):
     path = yaml_file(
         write_file,
         """\
@@ -213,11 +208,11 @@ def test_two_lessons_into_one_folder(write_file):
                 target: lessons
         """,
     )
-    (problem,) = problems_of([path])
+    (problem,) = roster_problems([path])
     assert problem == f"{path}:6: lesson target folder 'lessons' is already used by the repo on line 4"
 
 
-def test_nested_lesson_folders(write_file):
+def test_nested_lesson_folders(write_file, roster_problems):
     path = yaml_file(
         write_file,
         """\
@@ -230,11 +225,11 @@ def test_nested_lesson_folders(write_file):
                 target: lessons/extra
         """,
     )
-    (problem,) = problems_of([path])
+    (problem,) = roster_problems([path])
     assert problem == f"{path}:6: lesson target folder 'lessons/extra' overlaps 'lessons', used by the repo on line 4"
 
 
-def test_yaml_tags_and_unhashable_keys_are_file_line_errors(write_file):
+def test_yaml_tags_and_unhashable_keys_are_file_line_errors(write_file, roster_problems):
     path = yaml_file(
         write_file,
         """\
@@ -244,7 +239,7 @@ def test_yaml_tags_and_unhashable_keys_are_file_line_errors(write_file):
             kubespawner_override: {[1]: 2}
         """,
     )
-    problems = problems_of([path])
+    problems = roster_problems([path])
     assert [p.split(": ")[0] for p in problems] == [f"{path}:2", f"{path}:4"]
     assert "tag '!foo'" in problems[0]
 
@@ -268,12 +263,12 @@ def test_numbers_that_are_text_are_kept_as_written(write_file):
 
 
 @pytest.mark.parametrize("value", ["1024", "0G", "1.5 G", "-1G"])
-def test_memory_needs_a_unit_and_a_size(write_file, value):
+def test_memory_needs_a_unit_and_a_size(write_file, value, roster_problems):
     path = yaml_file(write_file, f"courses:\n  - id: ds101\n    mem_limit: {value}\n")
-    assert problems_of([path]) == [f"{path}:3: mem_limit '{value}' is not a memory size like 512M, 1.5G or 2G"]
+    assert roster_problems([path]) == [f"{path}:3: mem_limit '{value}' is not a memory size like 512M, 1.5G or 2G"]
 
 
-def test_cpu_must_be_finite_and_every_guarantee_problem_is_reported(write_file):
+def test_cpu_must_be_finite_and_every_guarantee_problem_is_reported(write_file, roster_problems):
     path = yaml_file(
         write_file,
         """\
@@ -287,11 +282,11 @@ def test_cpu_must_be_finite_and_every_guarantee_problem_is_reported(write_file):
             mem_limit: 1G
         """,
     )
-    problems = problems_of([path])
+    problems = roster_problems([path])
     assert [p.split(": ")[0] for p in problems] == [f"{path}:3", f"{path}:5", f"{path}:7"]
 
 
-def test_a_bad_override_names_its_own_line(write_file):
+def test_a_bad_override_names_its_own_line(write_file, roster_problems):
     path = yaml_file(
         write_file,
         """\
@@ -303,6 +298,6 @@ def test_a_bad_override_names_its_own_line(write_file):
               lifecycle_hooks: [postStart]
         """,
     )
-    (problem,) = problems_of([path])
+    (problem,) = roster_problems([path])
     assert problem.startswith(f"{path}:6:"), problem
     assert "lifecycle_hooks: expected a dict" in problem

@@ -4,7 +4,7 @@ import textwrap
 
 import pytest
 
-from classroom_spawner.roster import Role, RosterError
+from classroom_spawner.roster import Role
 from classroom_spawner.roster.loader import load_roster
 
 CANVAS_HEADER = (
@@ -25,11 +25,6 @@ def course_file(write_file, rosters_yaml="", extra=""):
         ),
     )
 
-
-def problems_of(course_files):
-    with pytest.raises(RosterError) as info:
-        load_roster(course_files)
-    return [str(p) for p in info.value.problems]
 
 
 # -- plain CSV ---------------------------------------------------------------
@@ -76,44 +71,44 @@ def test_headerless_csv(write_file):
     assert roster.people == 2
 
 
-def test_unknown_role_names_file_and_line(write_file):
+def test_unknown_role_names_file_and_line(write_file, roster_problems):
     path = write_file("r.csv", "username,role\nalice,student\nbob,professorx\n")
-    problems = problems_of([course_file(write_file, "- file: r.csv\n")])
+    problems = roster_problems([course_file(write_file, "- file: r.csv\n")])
     assert len(problems) == 1
     assert problems[0].startswith(f"{path}:3: unknown role 'professorx'")
 
 
-def test_missing_login_names_file_and_line(write_file):
+def test_missing_login_names_file_and_line(write_file, roster_problems):
     path = write_file("r.csv", "username,role\nalice,student\n ,ta\n")
-    problems = problems_of([course_file(write_file, "- file: r.csv\n")])
+    problems = roster_problems([course_file(write_file, "- file: r.csv\n")])
     assert problems == [f"{path}:3: missing login in column 'username'"]
 
 
-def test_every_bad_row_is_reported_not_just_the_first(write_file):
+def test_every_bad_row_is_reported_not_just_the_first(write_file, roster_problems):
     path = write_file("r.csv", "username,role\n,student\nbob,wizard\ncarol,ta\nd/e,student\n")
-    problems = problems_of([course_file(write_file, "- file: r.csv\n")])
+    problems = roster_problems([course_file(write_file, "- file: r.csv\n")])
     assert [p.split(": ")[0] for p in problems] == [f"{path}:2", f"{path}:3", f"{path}:5"]
 
 
-def test_line_numbers_count_multiline_quoted_fields(write_file):
+def test_line_numbers_count_multiline_quoted_fields(write_file, roster_problems):
     path = write_file(
         "r.csv", 'username,role,note\nalice,student,"two\nlines"\nbob,nope,x\n'
     )
-    problems = problems_of([course_file(write_file, "- file: r.csv\n")])
+    problems = roster_problems([course_file(write_file, "- file: r.csv\n")])
     assert problems[0].startswith(f"{path}:4: unknown role")
 
 
-def test_missing_column_lists_the_columns_there_are(write_file):
+def test_missing_column_lists_the_columns_there_are(write_file, roster_problems):
     path = write_file("r.csv", "Email,Role\nalice@uni.edu,student\n")
-    problems = problems_of([course_file(write_file, "- file: r.csv\n")])
+    problems = roster_problems([course_file(write_file, "- file: r.csv\n")])
     assert problems[0].startswith(f"{path}:1: no login column 'username' in the header")
     assert "'Email', 'Role'" in problems[0]
     assert "set 'login_column'" in problems[0]
 
 
-def test_not_utf8_names_the_line(write_file):
+def test_not_utf8_names_the_line(write_file, roster_problems):
     path = write_file("r.csv", b"username,role\nalice,student\nb\xe9b,student\n")
-    problems = problems_of([course_file(write_file, "- file: r.csv\n")])
+    problems = roster_problems([course_file(write_file, "- file: r.csv\n")])
     assert problems[0].startswith(f"{path}:3: not valid UTF-8")
 
 
@@ -123,9 +118,9 @@ def test_utf8_bom_from_spreadsheets_is_fine(write_file):
     assert roster.is_enrolled("alice")
 
 
-def test_missing_roster_file_names_the_course_file_entry(write_file):
+def test_missing_roster_file_names_the_course_file_entry(write_file, roster_problems):
     cf = course_file(write_file, "- file: nowhere.csv\n")
-    problems = problems_of([cf])
+    problems = roster_problems([cf])
     assert "nowhere.csv: cannot read roster file (named in" in problems[0]
     assert f"{cf}:5)" in problems[0]
 
@@ -178,7 +173,7 @@ def test_canvas_export_login_column_is_configurable(write_file):
         assert list(load_roster([cf]).roster.members("ds101")) == [expected]
 
 
-def test_canvas_row_without_login_names_the_student(write_file):
+def test_canvas_row_without_login_names_the_student(write_file, roster_problems):
     path = write_file(
         "canvas.csv",
         canvas_export(
@@ -186,7 +181,7 @@ def test_canvas_row_without_login_names_the_student(write_file):
             '"Hopper, Grace",40212,U1002,,L1,9,90,90',
         ),
     )
-    problems = problems_of([course_file(write_file, "- file: canvas.csv\n  format: canvas\n")])
+    problems = roster_problems([course_file(write_file, "- file: canvas.csv\n  format: canvas\n")])
     assert problems == [f"{path}:4: missing login in column 'SIS Login ID' for 'Hopper, Grace'"]
 
 
@@ -257,11 +252,11 @@ def test_listed_twice_the_higher_role_wins(write_file):
 
 
 @pytest.mark.parametrize("header", [True, False])
-def test_an_empty_csv_is_an_error_not_an_empty_class(write_file, header):
+def test_an_empty_csv_is_an_error_not_an_empty_class(write_file, header, roster_problems):
     # a file caught half-written must not drop every student
     path = write_file("r.csv", "")
     extra = "" if header else "  header: false\n"
-    problems = problems_of([course_file(write_file, "- file: r.csv\n" + extra)])
+    problems = roster_problems([course_file(write_file, "- file: r.csv\n" + extra)])
     assert problems == [f"{path}:1: empty file; a roster with nobody in it still needs its header line"]
 
 
@@ -277,9 +272,9 @@ def test_comment_lines_before_the_header_are_skipped(write_file):
     assert roster.memberships("alice")["ds101"] is Role.TA
 
 
-def test_a_missing_canvas_column_does_not_suggest_a_setting_that_does_not_exist(write_file):
+def test_a_missing_canvas_column_does_not_suggest_a_setting_that_does_not_exist(write_file, roster_problems):
     path = write_file("g.csv", "Name,ID,SIS Login ID\n" + CANVAS_POINTS + "Ada,1,ada\n")
-    problems = problems_of([course_file(write_file, "- file: g.csv\n  format: canvas\n")])
+    problems = roster_problems([course_file(write_file, "- file: g.csv\n  format: canvas\n")])
     assert problems and all(p.startswith(f"{path}:1: no ") for p in problems)
     assert "name_column" not in " ".join(problems)
     assert "is this the right file?" in problems[0]
