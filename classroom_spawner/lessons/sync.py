@@ -56,8 +56,9 @@ allows; authentication errors, missing repos and bad refs are not retried.
 
 Git is only ever run with argument lists (never a shell), with ``--`` before
 URLs and paths, with protocols limited to https/ssh/git/file, with hooks,
-fsmonitor, credential helpers and prompts disabled, and without the
-student's ``~/.gitconfig``.  A token for private repos is handed to git as
+fsmonitor, credential helpers and prompts disabled, without the student's
+``~/.gitconfig``, and in the student's clone without the filter programs its
+configuration defines.  A token for private repos is handed to git as
 an HTTP header through ``GIT_CONFIG_COUNT`` environment variables: it never
 appears in a command line, a URL, ``.git/config`` or any file.
 
@@ -629,16 +630,21 @@ class Git(object):
     trying a call again that failed in a way that may pass.
     """
 
-    def __init__(self, executable, env, deadline, retry_delays=()):
+    def __init__(self, executable, env, deadline, retry_delays=(), config=()):
         self.executable = executable
         self.env = env
         self.deadline = deadline
         self.retry_delays = tuple(retry_delays)
+        self.config = tuple(config)
 
     def with_env(self, extra):
         env = dict(self.env)
         env.update(extra)
-        return Git(self.executable, env, self.deadline, self.retry_delays)
+        return Git(self.executable, env, self.deadline, self.retry_delays, self.config)
+
+    def with_config(self, items):
+        """This git with more ``-c name=value`` settings on every command line."""
+        return Git(self.executable, self.env, self.deadline, self.retry_delays, self.config + tuple(items))
 
     def run(self, args, cwd, input=None, check=True, env=None):
         """Run ``git <args>`` in cwd; return (returncode, stdout, stderr) bytes.
@@ -666,7 +672,7 @@ class Git(object):
         if remaining <= 0:
             raise OutOfTime("ran out of time (the sync may take %d s)" % self.deadline.seconds)
         command = [self.executable]
-        for item in GIT_SAFE_CONFIG:
+        for item in GIT_SAFE_CONFIG + self.config:
             command += ["-c", item]
         command += list(args)
         run_env = dict(env if env is not None else self.env)
@@ -993,6 +999,32 @@ def _same_repo_url(left, right):
         url = url.strip().rstrip("/")
         return url[:-4] if url.endswith(".git") else url
     return norm(left) == norm(right)
+
+
+def without_student_filters(git, repo):
+    """This git, for the student's clone, with every filter driver its
+    configuration defines switched off.
+
+    A filter (``filter.<name>.clean/smudge/process`` with a matching
+    attribute) is a program the student chose, and git would run it while the
+    sync saves their work and checks out the update, as the same user and
+    while the token is around. The sync needs none: files are compared and
+    written as they are. Settings on the command line win over the repo's.
+    """
+    code, out, _ = git.run(["config", "-z", "--get-regexp", r"^filter\."], repo, check=False)
+    names = set()
+    for entry in out.split(b"\0") if code == 0 else ():
+        key = entry.split(b"\n", 1)[0].decode("utf-8", "surrogateescape")
+        if key.startswith("filter.") and key.count(".") >= 2:
+            names.add(key[len("filter."):key.rindex(".")])
+    items = []
+    for name in sorted(names):
+        if "=" in name or _first_invisible(name, allow_space=True):
+            raise SyncError("its git configuration defines a filter %s that the sync cannot "
+                            "switch off" % _show(name))
+        items += ["filter.%s.clean=" % name, "filter.%s.smudge=" % name,
+                  "filter.%s.process=" % name, "filter.%s.required=false" % name]
+    return git.with_config(items)
 
 
 def verify_repo(git, repo, url):
@@ -1382,9 +1414,10 @@ def write_tree(git, repo, entries):
 
 def update_in_place(gits, home, lesson, path):
     """Fetch and merge upstream into an existing clone (see module doc)."""
-    git = gits[0]
     url = lesson["url"]
-    verify_repo(git, path, url)
+    verify_repo(gits[0], path, url)
+    gits = (without_student_filters(gits[0], path), gits[1])
+    git = gits[0]
     upstream, sha = fetch_via_staging(gits, home, path, url, lesson["ref"])
     _check_history_not_rewritten(gits, home, path, url, upstream, sha)
     restored = restore_deleted(git, path)
