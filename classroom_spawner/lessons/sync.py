@@ -1757,11 +1757,11 @@ def _keep_others_out():
     """Make this process non-dumpable (Linux ``prctl(PR_SET_DUMPABLE, 0)``).
 
     The token is in this process's environment and memory for the whole run,
-    and git runs programs the student configured in their clone (filters)
-    as the same user. A non-dumpable process's ``/proc/<pid>/environ`` and
-    memory are closed to other processes of its user, so such a program
-    cannot simply read the token from there. Best effort: without ctypes or
-    on another system, the sync goes on as before.
+    and everything else in the container runs as the same user (git, and
+    whatever git might start that the sync did not think of). A non-dumpable
+    process's ``/proc/<pid>/environ`` and memory are closed to other
+    processes of its user. Best effort: without ctypes or on another system,
+    the sync goes on as before.
     """
     try:
         import ctypes
@@ -1804,7 +1804,6 @@ def run_job(environ):
     clean_stale_temp_dirs(home)
 
     local = Git(executable, env, deadline)
-
     network = Git(executable, env, deadline, NET_RETRY_DELAYS)
 
     def gits_for(lesson):
