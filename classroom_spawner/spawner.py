@@ -685,26 +685,31 @@ class ClassroomSpawner(KubeSpawner):
             yield {"progress": 1, "message": self._fallback_notice}
         async for event in self._queue_progress():
             yield event
-        lessons_reported = self.classroom_course is None or not self.classroom_course.lessons
+        lessons = None if self.classroom_course and self.classroom_course.lessons else []
         async for event in super().progress():
             yield event
-            if not lessons_reported:
-                warnings = self.lesson_sync_warnings()
-                if warnings is not None:
-                    lessons_reported = True
-                    for level, message in warnings:
-                        yield {"message": f"Lessons ({level}): {message}"}
+            if lessons is None:
+                lessons = self._lesson_events()
+                for lesson_event in lessons or ():
+                    yield lesson_event
         # KubeSpawner's events are off (events_enabled), or the start ended
         # before the sync's result arrived: look for it until the start is over
-        while not lessons_reported:
-            warnings = self.lesson_sync_warnings()
-            if warnings is not None:
-                for level, message in warnings:
-                    yield {"message": f"Lessons ({level}): {message}"}
+        while lessons is None:
+            lessons = self._lesson_events()
+            if lessons is not None:
+                for lesson_event in lessons:
+                    yield lesson_event
+            elif self._start_future is not None and self._start_future.done():
                 break
-            if self._start_future is not None and self._start_future.done():
-                break
-            await asyncio.sleep(1)
+            else:
+                await asyncio.sleep(1)
+
+    def _lesson_events(self) -> list[dict] | None:
+        """This start's lesson-sync warnings as progress events, or None until it finished."""
+        warnings = self.lesson_sync_warnings()
+        if warnings is None:
+            return None
+        return [{"message": f"Lessons ({level}): {message}"} for level, message in warnings]
 
     async def _queue_progress(self):
         """The place in line, when it changed, until every slot is granted.
