@@ -11,7 +11,12 @@ BIN := $(VENV)/bin
 PYTHON_OLDEST ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.10.*/bin/python3) $(shell command -v python3.10) $(PYTHON))
 VENV_OLDEST ?= .venv-oldest
 
-.PHONY: demo test test-oldest bench docs clean
+# the Zero to JupyterHub row, for `make test-z2jh`: Python 3.12 (pyenv's or python3.12)
+# with exactly what the Z2JH 4.4.0 hub image ships (.ci/z2jh-constraints.txt)
+PYTHON_Z2JH ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12.*/bin/python3) $(shell command -v python3.12) $(PYTHON))
+VENV_Z2JH ?= .venv-z2jh
+
+.PHONY: demo test test-oldest test-z2jh bench docs clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +49,21 @@ test-oldest: $(VENV_OLDEST)/bin/.installed node_modules/.installed
 	$(VENV_OLDEST)/bin/python -c "import sys, jupyterhub, kubespawner, oauthenticator; print('oldest:', sys.version.split()[0], 'jupyterhub', jupyterhub.__version__, 'kubespawner', kubespawner.__version__, 'oauthenticator', oauthenticator.__version__)"
 	$(VENV_OLDEST)/bin/pytest -m "not browser" --ignore=tests/test_standin_soak.py $(PYTEST_ARGS)
 
+# The same suite as test-oldest on what the Z2JH 4.4.0 hub image ships (Python 3.12,
+# jupyterhub 5.5.0, ...), the versions most admins run. Three rows, none merged: no row
+# covers another. Oldest holds the lower bounds (jupyterhub 5.1, oauthenticator 17.2) and
+# Python 3.10; this one pins a newer 5.x, kubernetes-asyncio, traitlets and tornado on
+# Python 3.12 that neither bound nor newest (jupyterhub 6) runs; newest has the browser tests.
+$(VENV_Z2JH)/bin/.installed: pyproject.toml .ci/z2jh-constraints.txt
+	$(PYTHON_Z2JH) -m venv $(VENV_Z2JH)
+	$(VENV_Z2JH)/bin/pip install --quiet --upgrade pip
+	$(VENV_Z2JH)/bin/pip install --quiet -c .ci/z2jh-constraints.txt -e ".[test]" jupyterhub-ltiauthenticator jupyterhub-idle-culler
+	touch $@
+
+test-z2jh: $(VENV_Z2JH)/bin/.installed node_modules/.installed
+	$(VENV_Z2JH)/bin/python -c "import sys, jupyterhub, kubespawner, oauthenticator, ltiauthenticator, jupyterhub_idle_culler, kubernetes_asyncio, traitlets, tornado; print('z2jh:', sys.version.split()[0], 'jupyterhub', jupyterhub.__version__, 'kubespawner', kubespawner.__version__, 'oauthenticator', oauthenticator.__version__, 'ltiauthenticator', ltiauthenticator.__version__, 'idle-culler', jupyterhub_idle_culler.__version__, 'kubernetes-asyncio', kubernetes_asyncio.__version__, 'traitlets', traitlets.__version__, 'tornado', tornado.version)"
+	$(VENV_Z2JH)/bin/pytest -m "not browser" --ignore=tests/test_standin_soak.py $(PYTEST_ARGS)
+
 # roster loading (seconds), then a 200-student class start on the stand-in (~7 min);
 # docs/benchmarks.md has the options and the figures
 bench: $(BIN)/.installed node_modules/.installed
@@ -55,4 +75,4 @@ docs: $(BIN)/.installed
 	$(BIN)/sphinx-build -W --keep-going -b html docs docs/_build/html
 
 clean:
-	rm -rf $(VENV) $(VENV_OLDEST) node_modules docs/_build test-artifacts
+	rm -rf $(VENV) $(VENV_OLDEST) $(VENV_Z2JH) node_modules docs/_build test-artifacts
