@@ -195,6 +195,43 @@ def test_bad_lessons_are_refused_with_file_and_line(write_file, lesson, roster_p
     assert problems and all(p.startswith(f"{path}:4: ") for p in problems), problems
 
 
+@pytest.mark.parametrize(
+    "key, value, line",
+    [
+        ("ref", "'main; rm -rf ~'", 6),
+        ("target", "'../../etc'", 7),
+        ("depth", "0", 8),
+    ],
+)
+def test_a_bad_lesson_key_is_reported_at_its_own_line(write_file, roster_problems, key, value, line):
+    good = {"ref": "main", "target": "lessons", "depth": "1"}
+    good[key] = value
+    path = yaml_file(
+        write_file,
+        "courses:\n  - id: c1\n    lessons:\n      - url: https://example.org/a.git\n"
+        "        # a comment between the keys\n"
+        + "".join(f"        {k}: {v}\n" for k, v in good.items()),
+    )
+    (problem,) = roster_problems([path])
+    assert problem.startswith(f"{path}:{line}: lesson {key}"), problem
+
+
+@pytest.mark.parametrize(
+    "lesson, line",
+    [
+        ("- url: https://example.org/a.git\n        target: 'week`id`'\n", 5),
+        # a folder named after the repo: the url is where to look
+        ("- url: https://example.org/x%60id%60.git\n        ref: main\n", 4),
+    ],
+    ids=["target", "derived-from-url"],
+)
+def test_a_backtick_in_a_lesson_folder_is_refused(write_file, roster_problems, lesson, line):
+    path = yaml_file(write_file, f"courses:\n  - id: c1\n    lessons:\n      {lesson}")
+    (problem,) = roster_problems([path])
+    assert problem.startswith(f"{path}:{line}: lesson target folder "), problem
+    assert "contains a backtick" in problem
+
+
 def test_two_lessons_into_one_folder(write_file, roster_problems):
     path = yaml_file(
         write_file,
@@ -301,3 +338,27 @@ def test_a_bad_override_names_its_own_line(write_file, roster_problems):
     (problem,) = roster_problems([path])
     assert problem.startswith(f"{path}:6:"), problem
     assert "lifecycle_hooks: expected a dict" in problem
+
+
+# -- text that reaches a terminal or a page -------------------------------------
+
+
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("title", '"Data\\e[2J Science"'),
+        ("title", '"Data\\nScience"'),
+        ("title", '"Data \\u202eecneicS"'),
+        ("description", '"Tuesdays\\x07"'),
+        ("image", '"quay.io/x\\ry:1"'),
+    ],
+)
+def test_control_characters_in_course_text_are_file_line_problems(write_file, roster_problems, key, value):
+    path = yaml_file(write_file, f"courses:\n  - id: c1\n    {key}: {value}\n")
+    (problem,) = roster_problems([path])
+    assert problem.startswith(f"{path}:3: {key} contains the control character "), problem
+
+
+def test_a_description_may_have_several_lines_and_tabs(write_file):
+    path = yaml_file(write_file, 'courses:\n  - id: c1\n    description: "Tue\\tThu\\nRoom 101"\n')
+    assert load_roster([path]).roster.course("c1").description == "Tue\tThu\nRoom 101"

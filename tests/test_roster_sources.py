@@ -173,16 +173,35 @@ def test_canvas_export_login_column_is_configurable(write_file):
         assert list(load_roster([cf]).roster.members("ds101")) == [expected]
 
 
-def test_canvas_row_without_login_names_the_student(write_file, roster_problems):
+def test_canvas_row_without_login_is_skipped_with_a_warning_naming_the_student(write_file):
+    """People without an SIS login are common in Canvas exports: the rest of the
+    export is read, and the row is a warning naming file:line and who (cut)."""
+    long_name = "Hopper, Grace " + "B" * 500
     path = write_file(
         "canvas.csv",
         canvas_export(
             '"Lovelace, Ada",40211,U1001,ada@uni.edu,L1,9,90,90',
             '"Hopper, Grace",40212,U1002,,L1,9,90,90',
+            f'"{long_name}",40213,U1003,  ,L1,9,90,90',
+            '"Curie, Marie",40214,U1004,marie@uni.edu,L1,9,90,90',
         ),
     )
-    problems = roster_problems([course_file(write_file, "- file: canvas.csv\n  format: canvas\n")])
-    assert problems == [f"{path}:4: missing login in column 'SIS Login ID' for 'Hopper, Grace'"]
+    result = load_roster([course_file(write_file, "- file: canvas.csv\n  format: canvas\n")])
+    assert sorted(result.roster.members("ds101")) == ["ada@uni.edu", "marie@uni.edu"]
+    first, second = (str(w) for w in result.warnings)
+    assert first == (
+        f"{path}:4: skipped 'Hopper, Grace': no login in column 'SIS Login ID'"
+        " (they cannot log in until the export has one)"
+    )
+    assert second.startswith(f"{path}:5: skipped 'Hopper, Grace BBB")
+    assert "B" * 100 not in second and "(cut, 514 characters)" in second
+
+
+def test_plain_csv_row_without_login_is_still_an_error(write_file, roster_problems):
+    # a plain list is written by the course's staff: a row without a login is a mistake
+    path = write_file("r.csv", "username,role\n,ta\n")
+    problems = roster_problems([course_file(write_file, "- file: r.csv\n")])
+    assert problems == [f"{path}:2: missing login in column 'username'"]
 
 
 def test_canvas_section_filter(write_file):
@@ -213,6 +232,57 @@ def test_canvas_sections_whose_names_have_and_or_a_comma(write_file):
         write_file, '- file: canvas.csv\n  format: canvas\n  sections: ["Smith, J.", Lab A and B]\n'
     )
     assert sorted(load_roster([cf]).roster.members("ds101")) == ["a@uni.edu", "b@uni.edu", "c@uni.edu"]
+
+
+def test_a_section_filter_that_matches_no_one_is_a_warning_at_its_line(write_file):
+    csv = write_file(
+        "canvas.csv",
+        canvas_export(
+            '"A, A",1,,a@uni.edu,Lab A,,,',
+            '"B, B",2,,b@uni.edu,Lab B and Lab A,,,',
+            '"C, C",3,,c@uni.edu,Lab B,,,',
+        ),
+    )
+    cf = course_file(
+        write_file, "- file: canvas.csv\n  format: canvas\n  sections:\n    - Lab A\n    - Lab  Z\n"
+    )
+    result = load_roster([cf])
+    assert sorted(result.roster.members("ds101")) == ["a@uni.edu", "b@uni.edu"]
+    (warning,) = (str(w) for w in result.warnings)
+    # line 9 of the course file: "    - Lab  Z", the second entry under "sections:"
+    assert warning == (
+        f"{cf}:9: section 'Lab  Z' matches no student in {csv}"
+        " (its Section cells: 'Lab A', 'Lab B and Lab A', 'Lab B')"
+    )
+
+
+def test_a_section_filter_that_matches_nothing_at_all_lists_what_the_export_has(write_file):
+    sections = [f"Section {i:02}" for i in range(12)]
+    write_file(
+        "canvas.csv",
+        canvas_export(*(f'"S, {i}",{i},,s{i}@uni.edu,{name},,,' for i, name in enumerate(sections))),
+    )
+    cf = course_file(write_file, "- file: canvas.csv\n  format: canvas\n  sections: [Lecture 1]\n")
+    result = load_roster([cf])
+    assert result.roster.members("ds101") == {}
+    (warning,) = (str(w) for w in result.warnings)
+    assert warning.startswith(f"{cf}:7: section 'Lecture 1' matches no student in ")
+    assert warning.endswith("'Section 06', 'Section 07' and 4 more)")
+
+
+def test_a_section_filter_on_an_export_with_no_students(write_file):
+    write_file("canvas.csv", canvas_export())
+    cf = course_file(write_file, "- file: canvas.csv\n  format: canvas\n  sections: [Lab A]\n")
+    (warning,) = (str(w) for w in load_roster([cf]).warnings)
+    assert warning.startswith(f"{cf}:7: section 'Lab A' matches no student") and warning.endswith(
+        "(it lists no students)"
+    )
+
+
+def test_no_warnings_when_every_section_matches(write_file):
+    write_file("canvas.csv", canvas_export('"A, A",1,,a@uni.edu,Lab A,,,'))
+    cf = course_file(write_file, "- file: canvas.csv\n  format: canvas\n  sections: [lab a]\n")
+    assert load_roster([cf]).warnings == ()
 
 
 def test_canvas_export_with_staff_role_entry(write_file):

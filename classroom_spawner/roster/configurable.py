@@ -15,7 +15,7 @@ from typing import ClassVar
 from traitlets import Float, List, Unicode, Union, validate
 from traitlets.config import Config, LoggingConfigurable
 
-from .errors import RosterError
+from .errors import RosterError, RosterProblem
 from .loader import LoadResult, files_changed, fingerprints, load_roster
 from .model import Roster
 
@@ -112,6 +112,13 @@ class ClassroomRoster(LoggingConfigurable):
         """Why the files on disk are not in force, if the last re-read failed."""
         return self._state.error
 
+    @property
+    def warnings(self) -> tuple[RosterProblem, ...]:
+        """What reading the roster in force skipped or found suspicious (rows
+        without a login, a section filter that matches no one), with file and line."""
+        result = self._state.result
+        return result.warnings if result is not None else ()
+
     async def current(self) -> Roster:
         """The roster in force, re-read first if the files changed (at most once
         per :attr:`check_interval`). Never raises for a broken file once a good
@@ -175,12 +182,35 @@ class ClassroomRoster(LoggingConfigurable):
             roster.enrolment_count,
             len(result.files),
         )
+        state = self._state
+        if result.warnings and state.warned_for != result.files:
+            # once per change of the files, however often they are loaded
+            state.warned_for = dict(result.files)
+            self._log_warnings(result.warnings)
+
+    def _log_warnings(self, warnings: tuple[RosterProblem, ...]) -> None:
+        n = len(warnings)
+        lines = [f"  {w}" for w in warnings[:MAX_LOGGED_WARNINGS]]
+        if n > MAX_LOGGED_WARNINGS:
+            lines.append(f"  ... and {n - MAX_LOGGED_WARNINGS} more")
+        self.log.warning(
+            "The roster is in force, with %d warning%s (classroom-spawner check lists them):\n%s",
+            n,
+            "s" if n != 1 else "",
+            "\n".join(lines),
+        )
+
+
+# a Canvas export can hold many people without a login: the log gets the first few
+MAX_LOGGED_WARNINGS = 20
 
 
 class _SharedState:
     def __init__(self):
         self.result: LoadResult | None = None
         self.error: RosterError | None = None
+        # the files (with their fingerprints) whose warnings were last logged
+        self.warned_for: dict | None = None
         self.watched: dict = {}
         self.checked_at = time.monotonic()
         self.lock = asyncio.Lock()

@@ -48,6 +48,11 @@ try:  # libyaml is much faster on large member lists
 except ImportError:  # pragma: no cover - depends on how PyYAML was built
     from yaml import SafeLoader as _Loader
 
+# C0/C1 control characters and DEL, plus the bidirectional overrides and isolates
+# that reorder the text around them on a terminal or a web page
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+# a description may run over several lines
+_DESCRIPTION_ALLOWED = "\n\t"
 COURSE_ID_RE = re.compile(r"^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$")
 # KubeSpawner reads a plain number as bytes only when it is not a string, and we keep
 # sizes as text: the unit is required
@@ -245,6 +250,8 @@ class _CourseFileReader:
             if key in fields:
                 value = self.text(fields[key], key, allow_empty=key == "description")
                 ok &= value is not None or key == "description"
+                if value and not self.no_control_characters(fields[key], key, value):
+                    ok = False
                 kwargs[key] = value or ""
         for key in ("cpu_guarantee", "cpu_limit"):
             if key in fields:
@@ -287,6 +294,21 @@ class _CourseFileReader:
         )
         return CourseEntry(course, _line(node), members, sources)
 
+    def no_control_characters(self, node: yaml.Node, what: str, value: str) -> bool:
+        """Titles and images are shown on the spawn page and printed by the CLI:
+        a control character there could rewrite an admin's terminal."""
+        allowed = _DESCRIPTION_ALLOWED if what == "description" else ""
+        for match in _CONTROL_RE.finditer(value):
+            if match.group() not in allowed:
+                self.problem(
+                    node,
+                    f"{what} contains the control character {match.group()!r}"
+                    f" (as character {match.start() + 1})"
+                    + ("" if allowed else " (a title or image is one line of plain text)"),
+                )
+                return False
+        return True
+
     def check_guarantees(self, fields: dict[str, yaml.Node], kwargs: dict[str, Any]) -> bool:
         ok = True
         cpu_g, cpu_l = kwargs.get("cpu_guarantee"), kwargs.get("cpu_limit")
@@ -326,23 +348,35 @@ class _CourseFileReader:
                 self.problem(item, "lesson repo has no 'url'")
                 ok = False
                 continue
+            # each check reports at the line of the key it is about
+            at = fields["url"]
             try:
-                url = validate_repo_url(self.text(fields["url"], "lesson url") or "")
-                ref_node = fields.get("ref")
+                url = validate_repo_url(self.text(at, "lesson url") or "")
                 ref = None
-                if ref_node is not None:
-                    ref_text = self.text(ref_node, "lesson ref", allow_empty=True)
+                if "ref" in fields:
+                    at = fields["ref"]
+                    ref_text = self.text(at, "lesson ref", allow_empty=True)
                     ref = validate_ref(ref_text) if ref_text else None
-                target_node = fields.get("target")
-                target = (
-                    validate_target(self.text(target_node, "lesson target") or "")
-                    if target_node is not None
-                    else default_target(url)
-                )
-                depth_node = fields.get("depth")
-                depth = validate_depth(_construct(depth_node)) if depth_node is not None else None
+                if "target" in fields:
+                    at = fields["target"]
+                    target = validate_target(self.text(at, "lesson target") or "")
+                else:  # named after the repo (the url's line)
+                    at = fields["url"]
+                    target = default_target(url)
+                if "`" in target:
+                    raise ValueError(
+                        f"lesson target folder {target!r} contains a backtick (`), which a"
+                        " student's shell reads as the start of a command; pick a folder"
+                        " name without one"
+                        + ("" if "target" in fields else " (set 'target')")
+                    )
+                if "depth" in fields:
+                    at = fields["depth"]
+                    depth = validate_depth(_construct(at))
+                else:
+                    depth = None
             except ValueError as e:
-                self.problem(item, str(e))
+                self.problem(at, str(e))
                 ok = False
                 continue
             clash = _overlapping(target, targets)
@@ -432,10 +466,14 @@ class _CourseFileReader:
             else:
                 kwargs["header"] = value
         if "sections" in fields:
-            sections = [self.text(n, "a section") for n in self.sequence(fields["sections"], "'sections'") or []]
+            section_nodes = self.sequence(fields["sections"], "'sections'") or []
+            sections = [self.text(n, "a section") for n in section_nodes]
             if None in sections:
                 ok = False
             kwargs["sections"] = tuple(s for s in sections if s)
+            kwargs["section_origins"] = tuple(
+                (self.path, _line(n)) for n, s in zip(section_nodes, sections) if s
+            )
         if not ok:
             return None
         path = file if os.path.isabs(file) else os.path.join(self.dir, file)

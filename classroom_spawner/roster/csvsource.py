@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from typing import Iterator
 
-from .errors import ProblemCollector
+from .errors import ProblemCollector, shown
 from .model import Role, normalize_username, parse_role
 
 FORMATS = ("csv", "canvas")
@@ -46,6 +46,8 @@ class RosterSource:
     strip_domain: str | bool | None = None
     add_domain: str | None = None
     sections: tuple[str, ...] | None = None
+    # (course file, line) of each entry of ``sections``, for warnings about them
+    section_origins: tuple[tuple[str, int], ...] = ()
     header: bool = True
     # "file:line" of the entry in the course file that names this source
     origin: str = ""
@@ -195,11 +197,15 @@ def _read_canvas(source: RosterSource, text: str, problems: ProblemCollector):
     if name_col is None or login_col is None:
         return
     section_col = None
+    wanted: set[str] = set()
     if source.sections:
         section_col = _column_index(header, "Section", source, problems, "section")
         if section_col is None:
             return
-        wanted_sections = {s.strip().lower() for s in source.sections}
+        wanted = {s.strip().lower() for s in source.sections}
+    # the Section cells of the people in the export, and the wanted sections found
+    cells_seen: dict[str, None] = {}
+    found: set[str] = set()
     for line, row in rows:
         cell = lambda i: row[i].strip() if i < len(row) else ""  # noqa: E731
         name = cell(name_col)
@@ -210,15 +216,61 @@ def _read_canvas(source: RosterSource, text: str, problems: ProblemCollector):
             continue  # "Points Possible" and similar rows that are not people
         if folded_name in CANVAS_TEST_STUDENTS:
             continue
-        if section_col is not None and not _in_sections(cell(section_col), wanted_sections):
+        if section_col is not None:
+            section = cell(section_col)
+            if section:
+                cells_seen.setdefault(section, None)
+            hits = _sections_in(section, wanted)
+            found |= hits
+            if not hits:
+                continue
+        login = cell(login_col)
+        if not login:
+            # common: people without an SIS login (guests, late enrolments);
+            # they cannot log in anyway, and the rest of the export is good
+            column = source.login_column or CANVAS_DEFAULT_LOGIN_COLUMN
+            problems.warn(
+                source.path,
+                line,
+                f"skipped {shown(name)}: no login in column {column!r}"
+                " (they cannot log in until the export has one)",
+            )
             continue
-        entry = _entry(source, line, cell(login_col), "", problems, who=name)
+        entry = _entry(source, line, login, "", problems, who=name)
         if entry:
             yield entry
+    if section_col is not None:
+        _warn_unmatched_sections(source, wanted - found, list(cells_seen), problems)
 
 
-def _in_sections(cell: str, wanted: set[str]) -> bool:
-    """Is a Canvas "Section" cell one of the wanted sections (lower case)?
+def _warn_unmatched_sections(
+    source: RosterSource, missing: set[str], cells: list[str], problems: ProblemCollector
+) -> None:
+    """A ``sections`` entry that no one in the export is in: most likely a typo,
+    or the wrong export; the course silently lacks those students otherwise."""
+    if not missing:
+        return
+    if cells:
+        listed = ", ".join(shown(c, 40) for c in cells[:8])
+        if len(cells) > 8:
+            listed += f" and {len(cells) - 8} more"
+        has = f"its Section cells: {listed}"
+    else:
+        has = "it lists no students"
+    origins = list(source.section_origins) or [(source.origin or source.path, None)] * len(
+        source.sections or ()
+    )
+    for section, (path, line) in zip(source.sections or (), origins):
+        if section.strip().lower() in missing:
+            problems.warn(
+                path,
+                line,
+                f"section {shown(section)} matches no student in {source.path} ({has})",
+            )
+
+
+def _sections_in(cell: str, wanted: set[str]) -> set[str]:
+    """The wanted sections (lower case) that a Canvas "Section" cell names.
 
     Canvas joins a student's sections into one cell ("Lab B and Lab A",
     "Lab B, Lab A and Lecture 1"). A wanted section matches as a whole part of
@@ -226,7 +278,7 @@ def _in_sections(cell: str, wanted: set[str]) -> bool:
     ("Smith, J.", "Lab A and B") is found too, not cut in pieces.
     """
     text = " ".join(cell.lower().split())
-    return any(_section_pattern(section).search(text) for section in wanted)
+    return {section for section in wanted if _section_pattern(section).search(text)}
 
 
 @functools.lru_cache(maxsize=256)
@@ -247,7 +299,7 @@ def _entry(
         column = source.login_column or (
             CANVAS_DEFAULT_LOGIN_COLUMN if source.format == "canvas" else "username"
         )
-        whose = f" for {who!r}" if who else ""
+        whose = f" for {shown(who)}" if who else ""
         problems.add(source.path, line, f"missing login in column {column!r}{whose}")
         return None
     username = map_username(login, source)

@@ -2,7 +2,9 @@
 
 Loading is all or nothing: any problem anywhere raises :class:`RosterError`
 listing every problem found, and no partial roster is ever returned (a partial
-roster could lock out a lecture hall, or let a dropped student in).
+roster could lock out a lecture hall, or let a dropped student in). What can be
+skipped without that risk (a Canvas row of someone without a login, a section
+filter that matches no one) is a warning carried next to the roster.
 
 This module does blocking file I/O; the hub calls it from a thread
 (see :class:`classroom_spawner.roster.ClassroomRoster`).
@@ -15,20 +17,28 @@ from dataclasses import dataclass
 
 from .coursefile import read_course_file
 from .csvsource import read_source
-from .errors import ProblemCollector
+from .errors import ProblemCollector, RosterProblem
 from .model import Course, Role, Roster
 
-# What we remember about a file to notice that it changed: (mtime_ns, size, inode).
-# None means the file could not be read at all.
-Fingerprint = tuple[int, int, int] | None
+# What we remember about a file to notice that it changed: the path it resolves
+# to, (device, inode), mtime, ctime and size. None: the file could not be read.
+Fingerprint = tuple[str, int, int, int, int, int] | None
 
 
 def fingerprint(path: str) -> Fingerprint:
+    """What identifies the content behind ``path`` now.
+
+    The resolved path matters for files behind symlinks that are swapped
+    rather than written, as Kubernetes updates a ConfigMap volume: the new
+    version may have the old one's size and mtime, and even (once the old
+    directory is gone) its inode number, but never its timestamped directory.
+    """
     try:
-        st = os.stat(path)
+        real = os.path.realpath(path)
+        st = os.stat(real)
     except OSError:
         return None
-    return (st.st_mtime_ns, st.st_size, st.st_ino)
+    return (real, st.st_dev, st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size)
 
 
 @dataclass(frozen=True)
@@ -36,6 +46,8 @@ class LoadResult:
     roster: Roster
     # every file the roster was read from, with its fingerprint taken before reading
     files: dict[str, Fingerprint]
+    # things skipped or suspicious, the roster in force all the same
+    warnings: tuple[RosterProblem, ...] = ()
 
 
 def _read_bytes(path: str, problems: ProblemCollector, what: str, origin: str = "") -> bytes | None:
@@ -93,7 +105,9 @@ def load_roster(course_files: list[str]) -> LoadResult:
                 for username, role, _line in read_source(source, data, problems):
                     enrol(username, course.id, role)
     problems.raise_if_any(files)
-    return LoadResult(Roster(courses, enrolments, sources=list(files)), files)
+    return LoadResult(
+        Roster(courses, enrolments, sources=list(files)), files, tuple(problems.warnings)
+    )
 
 
 def fingerprints(paths) -> dict[str, Fingerprint]:
