@@ -55,6 +55,23 @@ def rewrite_file():
     return rewrite
 
 
+@pytest.fixture(scope="session")
+def z2jh_config():
+    """The hub config the Zero to JupyterHub chart gives for a dict of chart values
+    (classroom_spawner.local.z2jh): ``z2jh_config(values, extra=...)`` returns the
+    ``jupyterhub_config.py`` text with ``extra`` (dedented) after it, as an admin's
+    ``hub.extraConfig`` comes last; pass it as ``HubProcess(config=...)`` or write it
+    to a file for ``classroom-spawner -f``."""
+    import textwrap
+
+    from classroom_spawner.local.z2jh import hub_config_text
+
+    def config(values=None, *, extra="", **options):
+        return hub_config_text(values, **options) + textwrap.dedent(extra)
+
+    return config
+
+
 @pytest.fixture
 def roster_problems():
     """Load course files that must fail; return the problems as 'file:line: reason' strings."""
