@@ -41,15 +41,28 @@ def _load_roster(args):
     return config, roster_config, roster_config.load()
 
 
+# the exit status of check when everything can be read, but with warnings
+EXIT_WARNINGS = 3
+
+# C0/C1 control characters, DEL, and the bidirectional overrides and isolates
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def _printable(text) -> str:
+    """Text from a file (a title, a path, a problem quoting a cell) made safe for
+    a terminal: control characters are shown escaped (``\\x1b``), never sent."""
+    return _UNPRINTABLE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), str(text))
+
+
 def cmd_check(args, out) -> int:
     """Load the config and every roster file; summarise, or list every problem."""
     config, roster_config, roster = _load_roster(args)
     problems = _authenticator_problems(config)
     if problems:
         for problem in problems:
-            print(f"error: {problem}", file=sys.stderr)
+            print(f"error: {_printable(problem)}", file=sys.stderr)
         return 1
-    print(f"Config: {args.config}", file=out)
+    print(f"Config: {_printable(args.config)}", file=out)
     print(
         f"Roster: {len(roster.courses)} courses, {roster.people} people,"
         f" {roster.enrolment_count} enrolments, read from {len(roster.sources)} files",
@@ -61,13 +74,13 @@ def cmd_check(args, out) -> int:
         c = counts[course.id]
         rows.append(
             (
-                course.id,
-                course.title,
+                _printable(course.id),
+                _printable(course.title),
                 str(c[Role.STUDENT]),
                 str(c[Role.TA]),
                 str(c[Role.INSTRUCTOR]),
                 str(len(course.lessons)),
-                course.image or "(spawner default)",
+                _printable(course.image or "(spawner default)"),
             )
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
@@ -77,11 +90,11 @@ def cmd_check(args, out) -> int:
             for i, (cell, w) in enumerate(zip(row, widths))
         ]
         print("  " + "  ".join(cells).rstrip(), file=out)
-    warnings = _config_warnings(config)
+    warnings = [*roster_config.warnings, *_config_warnings(config)]
     for warning in warnings:
-        print(f"warning: {warning}", file=out)
+        print(f"warning: {_printable(warning)}", file=out)
     print("OK" + (f" ({len(warnings)} warning{'s' if len(warnings) != 1 else ''})" if warnings else ""), file=out)
-    return 0
+    return EXIT_WARNINGS if warnings else 0
 
 
 def _authenticator_problems(config) -> list[str]:
@@ -151,19 +164,20 @@ def cmd_profiles(args, out) -> int:
         json.dump({"user": username, "courses": courses, "profiles": profiles}, out, indent=2)
         print(file=out)
     elif not profiles:
-        print(f"{username}: no profiles. The spawn page says: {refused}", file=out)
+        print(f"{_printable(username)}: no profiles. The spawn page says: {_printable(refused)}", file=out)
     else:
-        print(f"{username} may start:", file=out)
-        width = max(len(p["slug"]) for p in profiles)
-        for p in profiles:
+        print(f"{_printable(username)} may start:", file=out)
+        slugs = [_printable(p["slug"]) for p in profiles]
+        width = max(len(slug) for slug in slugs)
+        for slug, p in zip(slugs, profiles):
             info = p.get("classroom") or {}
             role = info.get("role") or ("admin only" if info.get("admin_only") else "admin")
             mark = "*" if p.get("default") else " "
-            print(f" {mark}{p['slug'].ljust(width)}  {role:<10}  {p['display_name']}", file=out)
+            print(f" {mark}{slug.ljust(width)}  {role:<10}  {_printable(p['display_name'])}", file=out)
             details = [info.get("image"), info.get("resources")]
             if info.get("lessons"):
                 details.append("lessons: " + ", ".join(info["lessons"]))
-            details = [d for d in details if d]
+            details = [_printable(d) for d in details if d]
             if details:
                 print(f"  {' ' * width}  {'':<10}  {'; '.join(details)}", file=out)
         print("(* = preselected)", file=out)
@@ -364,8 +378,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     except RosterError as e:
+        for warning in e.warnings:
+            print(f"warning: {_printable(warning)}", file=sys.stderr)
         for problem in e.problems:
-            print(problem, file=sys.stderr)
+            print(_printable(problem), file=sys.stderr)
         n = len(e.problems)
         print(f"{n} problem{'s' if n != 1 else ''} found.", file=sys.stderr)
         return 1

@@ -141,7 +141,7 @@ def test_check_warns_when_jupyterhubs_spawn_limit_would_defeat_the_queue(tmp_pat
         "c.JupyterHub.concurrent_spawn_limit = 64\n"
     )
     result = cli("check", cwd=tmp_path)
-    assert result.returncode == 0
+    assert result.returncode == 3  # readable, with warnings
     assert "warning: c.JupyterHub.concurrent_spawn_limit is 64" in result.stdout
     assert result.stdout.rstrip().endswith("OK (1 warning)")
     config.write_text(config.read_text() + "c.JupyterHub.concurrent_spawn_limit = 0\n")
@@ -165,6 +165,83 @@ def test_check_reports_authenticator_settings_that_would_stop_the_hub(tmp_path):
         "error: ClassroomOAuthenticator.course_claim_groups['idp-ds'] names course 'ds999',"
         " which is not on the roster"
     ) in result.stderr
+
+
+def test_check_shows_roster_warnings_and_exits_3(tmp_path):
+    (tmp_path / "courses.yaml").write_text(
+        "courses:\n  - id: c1\n    rosters:\n"
+        "      - file: canvas.csv\n        format: canvas\n        sections: [Lab A, Lab Z]\n"
+    )
+    (tmp_path / "canvas.csv").write_text(
+        "Student,ID,SIS User ID,SIS Login ID,Section\n"
+        '"Lovelace, Ada",1,,ada@uni.edu,Lab A\n'
+        '"Hopper, Grace",2,,,Lab A\n'
+    )
+    (tmp_path / "jupyterhub_config.py").write_text("c.ClassroomRoster.course_files = ['courses.yaml']\n")
+    result = cli("check", cwd=tmp_path)
+    assert result.returncode == 3, result.stderr
+    lines = result.stdout.splitlines()
+    assert f"warning: {tmp_path}/canvas.csv:3: skipped 'Hopper, Grace': no login in column 'SIS Login ID'" \
+        " (they cannot log in until the export has one)" in lines
+    assert (
+        f"warning: {tmp_path}/courses.yaml:6: section 'Lab Z' matches no student in"
+        f" {tmp_path}/canvas.csv (its Section cells: 'Lab A')"
+    ) in lines
+    assert lines[-1] == "OK (2 warnings)"
+    c1 = next(line for line in lines if line.strip().startswith("c1"))
+    assert c1.split()[1:3] == ["c1", "1"]  # title defaults to the id; one student
+
+
+ESC = "\x1b"
+
+
+def test_check_prints_text_from_files_with_control_characters_escaped(tmp_path):
+    # a file name is the admin's, but may come from anywhere (an LMS download, an archive)
+    export = f"gradebook{ESC}]0;pwned{chr(7)}.csv"
+    (tmp_path / export).write_text("Student,ID,SIS User ID,SIS Login ID,Section\n\"A, A\",1,,a@uni.edu,Lab A\n")
+    (tmp_path / "courses.yaml").write_text(
+        "courses:\n  - id: c1\n    rosters:\n"
+        f'      - {{file: "gradebook\\e]0;pwned\\a.csv", format: canvas, sections: [Lab B]}}\n'
+        '      - {file: "missing\\e[2J.csv"}\n'
+    )
+    (tmp_path / "jupyterhub_config.py").write_text("c.ClassroomRoster.course_files = ['courses.yaml']\n")
+    result = cli("check", cwd=tmp_path)
+    assert result.returncode == 1
+    assert ESC not in result.stderr and chr(7) not in result.stderr
+    assert f"{tmp_path}/missing\\x1b[2J.csv: cannot read roster file" in result.stderr
+    # the warning about the (readable) export came along with the problem
+    assert f"warning: {tmp_path}/courses.yaml:4: section 'Lab B' matches no student in" \
+        f" {tmp_path}/gradebook\\x1b]0;pwned\\x07.csv" in result.stderr
+    (tmp_path / f"missing{ESC}[2J.csv").write_text("username\nb\n")
+    result = cli("check", cwd=tmp_path)
+    assert result.returncode == 3, result.stderr
+    assert ESC not in result.stdout and "gradebook\\x1b]0;pwned\\x07.csv" in result.stdout
+
+
+def test_a_course_title_with_a_control_character_is_a_problem(tmp_path):
+    (tmp_path / "courses.yaml").write_text('courses:\n  - id: c1\n    title: "Intro\\e[2J"\n')
+    (tmp_path / "jupyterhub_config.py").write_text("c.ClassroomRoster.course_files = ['courses.yaml']\n")
+    result = cli("check", cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.startswith(
+        f"{tmp_path}/courses.yaml:3: title contains the control character '\\x1b' (as character 6)"
+    ), result.stderr
+
+
+def test_profiles_prints_display_names_with_control_characters_escaped(tmp_path):
+    (tmp_path / "courses.yaml").write_text("courses:\n  - id: c1\n    students: [a]\n")
+    (tmp_path / "jupyterhub_config.py").write_text(
+        "c.JupyterHub.spawner_class = 'classroom'\n"
+        "c.ClassroomRoster.course_files = ['courses.yaml']\n"
+        "c.ClassroomSpawner.admin_profiles = [\n"
+        "    {'display_name': 'Big\\x1b[2J\\u202eserver', 'slug': 'big',"
+        " 'kubespawner_override': {'image': 'img:1\\x1b[31m'}},\n"
+        "]\n"
+    )
+    result = cli("profiles", "admin", "--admin", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert ESC not in result.stdout and "\u202e" not in result.stdout
+    assert "Big\\x1b[2J\\u202eserver" in result.stdout
 
 
 @pytest.mark.parametrize(
