@@ -10,14 +10,14 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from typing import ClassVar
+from typing import ClassVar, Mapping
 
 from traitlets import Float, List, Unicode, Union, validate
 from traitlets.config import Config, LoggingConfigurable
 
 from .errors import RosterError, RosterProblem
 from .loader import LoadResult, files_changed, fingerprints, load_roster
-from .model import Roster
+from .model import Role, Roster
 
 
 class ClassroomRoster(LoggingConfigurable):
@@ -96,16 +96,17 @@ class ClassroomRoster(LoggingConfigurable):
         roster cannot be read; nothing is replaced then.
         """
         result = load_roster(self.course_files)
-        self._state.install(result)
+        state = self._state
+        state.install(result)
         self._log_loaded(result)
-        return result.roster
+        return state.roster
 
     def ensure_loaded(self) -> Roster:
         """The current snapshot, reading the files first if nothing was read yet."""
         state = self._state
         if state.result is None:
             return self.load()
-        return state.result.roster
+        return state.roster
 
     @property
     def last_error(self) -> RosterError | None:
@@ -133,14 +134,27 @@ class ClassroomRoster(LoggingConfigurable):
                     )
                     state.install(result)
                     self._log_loaded(result)
-            return state.result.roster
+            return state.roster
         now = time.monotonic()
         if now - state.checked_at < self.check_interval or state.lock.locked():
-            return state.result.roster
+            return state.roster
         async with state.lock:
             if time.monotonic() - state.checked_at >= self.check_interval:
                 await self._reload_if_changed(state)
-        return state.result.roster
+        return state.roster
+
+    def set_extra_members(self, source: str, members: Mapping[str, Mapping[str, Role]]) -> None:
+        """Members from a source that is not a file (``source``: e.g. ``"lms"``),
+        ``{course_id: {username: Role}}``, added to the files' roster from now on
+        (replacing what ``source`` gave before). Only courses of the files count."""
+        state = self._state
+        state.extra[source] = {c: dict(m) for c, m in members.items()}
+        state.merge()
+
+    @property
+    def extra_members(self) -> Mapping[str, Mapping[str, Mapping[str, Role]]]:
+        """What :meth:`set_extra_members` gave, by source."""
+        return self._state.extra
 
     async def _reload_if_changed(self, state: _SharedState) -> None:
         loop = asyncio.get_running_loop()
@@ -214,9 +228,22 @@ class _SharedState:
         self.watched: dict = {}
         self.checked_at = time.monotonic()
         self.lock = asyncio.Lock()
+        # members from other sources than the files (the LMS), by source
+        self.extra: dict[str, dict[str, dict[str, Role]]] = {}
+        self.roster: Roster | None = None
 
     def install(self, result: LoadResult) -> None:
         self.result = result
         self.error = None
         self.watched = dict(result.files)
         self.checked_at = time.monotonic()
+        self.merge()
+
+    def merge(self) -> None:
+        """The roster in force: the files' one, plus the other sources' members."""
+        if self.result is None:
+            return
+        roster = self.result.roster
+        for members in self.extra.values():
+            roster = roster.with_members(members)
+        self.roster = roster

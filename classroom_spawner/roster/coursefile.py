@@ -15,6 +15,7 @@ Example (every key but ``id`` is optional)::
           - url: https://github.com/example/ds101-lessons.git
             ref: main
             target: ds101
+        lms_contexts: [4cd3b1d0e8f36c8a]  # LTI context ids of the LMS course
         instructors: [prof.smith@uni.edu]
         tas: [ta.jones@uni.edu]
         students: [alice@uni.edu]
@@ -71,6 +72,7 @@ COURSE_KEYS = {
     "lessons",
     "rosters",
     "kubespawner_override",
+    "lms_contexts",
     *MEMBER_KEYS,
 }
 LESSON_KEYS = {"url", "ref", "target", "depth"}
@@ -266,6 +268,8 @@ class _CourseFileReader:
         ok &= lessons is not None
         override = self.override(fields.get("kubespawner_override"))
         ok &= override is not None
+        contexts = self.lms_contexts(fields.get("lms_contexts"))
+        ok &= contexts is not None
         members = []
         for key, role in MEMBER_KEYS.items():
             if key in fields:
@@ -291,6 +295,7 @@ class _CourseFileReader:
             lessons=tuple(lessons or ()),
             kubespawner_override=MappingProxyType(override or {}),
             origin=f"{self.path}:{_line(node)}",
+            lms_contexts=tuple(contexts or ()),
         )
         return CourseEntry(course, _line(node), members, sources)
 
@@ -405,6 +410,27 @@ class _CourseFileReader:
                 self.problem(key_node, f"kubespawner_override: {why}")
                 ok = False
         return override if ok else None
+
+    def lms_contexts(self, node: yaml.Node | None) -> list[str] | None:
+        """The LTI context ids (the LMS's course ids) that launch into the course."""
+        if node is None:
+            return []
+        items = self.sequence(node, "'lms_contexts'")
+        if items is None:
+            return None
+        contexts: list[str] = []
+        for item in items:
+            text = self.text(item, "an LMS context id")
+            if text is None:
+                return None
+            if len(text) > 255:
+                self.problem(item, "an LMS context id is at most 255 characters (LTI 1.3)")
+                return None
+            if text in contexts:
+                self.problem(item, f"LMS context id {text!r} is listed twice")
+                return None
+            contexts.append(text)
+        return contexts
 
     def members(self, node: yaml.Node, key: str, role: Role):
         for item in self.sequence(node, f"'{key}'") or []:

@@ -124,6 +124,8 @@ class Course:
     kubespawner_override: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     # "file:line" of the course's definition, for error messages and `check`.
     origin: str = ""
+    # LTI context ids of the LMS course pages that launch into this course
+    lms_contexts: tuple[str, ...] = ()
 
 
 class Roster:
@@ -185,6 +187,20 @@ class Roster:
     @property
     def enrolment_count(self) -> int:
         return sum(len(m) for m in self._by_user.values())
+
+    def with_members(self, extra: Mapping[str, Mapping[str, Role]]) -> Roster:
+        """A new snapshot with more members (``{course_id: {username: Role}}``,
+        e.g. from the LMS); where both list someone the higher role wins.
+        Courses that are not in this roster are ignored."""
+        by_user = {user: dict(m) for user, m in self._by_user.items()}
+        for course_id, members in extra.items():
+            if course_id not in self._courses:
+                continue
+            for user, role in members.items():
+                mine = by_user.setdefault(normalize_username(user), {})
+                if course_id not in mine or role.rank > mine[course_id].rank:
+                    mine[course_id] = role
+        return Roster(self._courses, by_user, self._sources)
 
     def __repr__(self) -> str:
         return f"<Roster {len(self._courses)} courses, {self.people} people>"

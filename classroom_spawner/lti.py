@@ -1,0 +1,562 @@
+"""ClassroomLTI13Authenticator: log in from the course page of an LMS (LTI 1.3).
+
+jupyterhub-ltiauthenticator's ``LTI13Authenticator`` does the launch (third
+party initiated login, the OIDC implicit flow, state and nonce); on top of it:
+
+- the launch's context claim picks the course (the course file's
+  ``lms_contexts:``), its roles claim the role (:mod:`.authz.lti_claims`), and
+  :class:`~classroom_spawner.authz.RosterAuthenticatorMixin` turns that into
+  groups and scoped staff roles as for every other login;
+- a launch from a course the hub does not serve, from an unknown deployment,
+  or with no role we map is refused with a page that says so;
+- the platform's signing keys are fetched without blocking the hub
+  (:class:`JWKSCache`), and the tool's own public key is served at
+  ``/hub/lti13/jwks`` for the LMS's client-credentials check;
+- with the NRPS claim and :attr:`~ClassroomLTI13Authenticator.nrps_token_url`,
+  the course's membership list is read from the LMS
+  (:mod:`.roster.nrps`) and used as a roster source next to the files;
+- a launch naming a lesson notebook lands in JupyterLab with it open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from typing import Any, Mapping
+from urllib.parse import quote, urlparse
+
+import jwt
+from jupyterhub.handlers import BaseHandler
+from jupyterhub.utils import url_path_join
+from ltiauthenticator.lti13.auth import LTI13Authenticator
+from ltiauthenticator.lti13.error import (
+    InvalidAudienceError,
+    LoginError,
+    ValidationError,
+)
+from ltiauthenticator.lti13.handlers import LTI13CallbackHandler
+from ltiauthenticator.lti13.validator import LTI13LaunchValidator
+from ltiauthenticator.utils import convert_request_to_dict
+from tornado import web
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError
+from traitlets import Bool, Dict, Float, List, Set, Unicode, default, validate
+
+from .authz import RosterAuthenticatorMixin
+from .authz.claims import merge_memberships
+from .authz.lti_claims import (
+    DEFAULT_ROLE_MAP,
+    DEPLOYMENT_CLAIM,
+    NRPS_CLAIM,
+    ROLES_CLAIM,
+    context_index,
+    launch_context,
+    lesson_link,
+    loggable_roles,
+    lti_role,
+    parse_role_map,
+)
+from .roster import Role, Roster, parse_role
+from .roster.nrps import LMSRosters, TokenEndpoint
+
+__all__ = ["ClassroomLTI13Authenticator", "LAUNCHES_KEY"]
+
+#: auth_state key of the courses a person launched into: ``{course: {"role", "at"}}``
+LAUNCHES_KEY = "lti_launches"
+
+
+class JWKSCache:
+    """The platform's public keys, fetched with tornado's async client and cached.
+
+    An unknown ``kid`` (the platform rotated its key) fetches the set again, at
+    most once per ``min_refetch`` seconds.
+    """
+
+    def __init__(
+        self, url: str, ttl: float = 300, min_refetch: float = 10, timeout: float = 10
+    ):
+        self.url = url
+        self.ttl = ttl
+        self.min_refetch = min_refetch
+        self.timeout = timeout
+        self._keys: dict[str, Any] = {}
+        self._fetched = -1e9
+        self._lock = asyncio.Lock()
+
+    async def key(self, kid: str | None):
+        age = time.monotonic() - self._fetched
+        if kid in self._keys and age < self.ttl:
+            return self._keys[kid]
+        async with self._lock:
+            age = time.monotonic() - self._fetched
+            if age >= self.min_refetch or (kid not in self._keys and age >= self.ttl):
+                await self._fetch()
+        if kid not in self._keys:
+            if kid is None and len(self._keys) == 1:
+                return next(iter(self._keys.values()))
+            raise ValidationError(
+                f"the platform's key set has no key {str(kid)[:40]!r}"
+            )
+        return self._keys[kid]
+
+    async def _fetch(self) -> None:
+        try:
+            response = await AsyncHTTPClient().fetch(
+                self.url, request_timeout=self.timeout
+            )
+            keys = jwt.PyJWKSet.from_json(response.body.decode("utf8", "replace"))
+        except (HTTPClientError, OSError, asyncio.TimeoutError) as e:
+            raise ValidationError(
+                f"cannot fetch the platform's keys from {self.url}: {e}"
+            ) from None
+        except jwt.PyJWTError as e:
+            raise ValidationError(
+                f"the platform's key set at {self.url} is not usable: {e}"
+            ) from None
+        self._keys = {k.key_id: k.key for k in keys.keys}
+        self._fetched = time.monotonic()
+
+
+class ClassroomLTI13CallbackHandler(LTI13CallbackHandler):
+    """The launch callback: the id_token checked without blocking, our refusal pages,
+    and the lesson link as the next URL."""
+
+    _classroom_next: str | None = None
+
+    async def post(self):
+        try:
+            id_token = await self._verified_launch()
+        except InvalidAudienceError as e:
+            self.log.warning("LTI launch refused: %s", e)
+            raise web.HTTPError(401, f"The launch was not meant for this hub: {e}")
+        except ValidationError as e:
+            self.log.warning("LTI launch refused: %s", e)
+            raise web.HTTPError(
+                400, f"The launch from your course page could not be verified: {e}"
+            )
+        try:
+            user = await self.login_user(id_token)
+        except LoginError as e:
+            raise web.HTTPError(400, str(e))
+        if user is None:
+            raise web.HTTPError(403, self.authenticator.custom_403_message)
+        await self.redirect_to_next_url(user)
+
+    async def _verified_launch(self) -> dict:
+        authenticator = self.authenticator
+        validator = LTI13LaunchValidator(parent=self.app)
+        args = convert_request_to_dict(self.request.arguments)
+        validator.validate_auth_response(args)
+        self.check_state()
+        encoded = args["id_token"]
+        try:
+            header = jwt.get_unverified_header(encoded)
+        except jwt.PyJWTError as e:
+            raise ValidationError(f"the id_token is not a JWT: {e}") from None
+        key = await authenticator.platform_keys.key(header.get("kid"))
+        try:
+            id_token = jwt.decode(
+                encoded,
+                key,
+                algorithms=authenticator.jwks_algorithms,
+                audience=list(authenticator.client_id),
+                issuer=authenticator.issuer,
+                leeway=validator.time_leeway,
+            )
+        except jwt.InvalidAudienceError as e:
+            raise InvalidAudienceError(str(e)) from None
+        except jwt.PyJWTError as e:
+            raise ValidationError(f"id_token rejected: {e}") from None
+        validator.validate_id_token(id_token)
+        validator.validate_azp_claim(id_token, authenticator.client_id)
+        self.check_nonce(id_token)
+        return id_token
+
+    def get_next_url(self, user=None):
+        if self._classroom_next:
+            return self._classroom_next
+        return super().get_next_url(user)
+
+
+class ToolJWKSHandler(BaseHandler):
+    """The tool's public key, for the LMS to check the tool's client assertions."""
+
+    def get(self):
+        jwk = self.authenticator.tool_public_jwk()
+        if jwk is None:
+            raise web.HTTPError(
+                404, "This hub has no tool key configured (tool_private_key_file)"
+            )
+        self.set_header("Content-Type", "application/json")
+        self.write(json.dumps({"keys": [jwk]}))
+
+
+class ClassroomLTI13Authenticator(RosterAuthenticatorMixin, LTI13Authenticator):
+    """LTI 1.3 launches from an LMS course page, admitting the course's people.
+
+    Configure the platform as for ``LTI13Authenticator`` (``issuer``,
+    ``client_id``, ``authorize_url``, ``jwks_endpoint``), the course mapping in
+    the course file (``lms_contexts:``), and for rosters from the LMS
+    :attr:`nrps_token_url` and :attr:`tool_private_key_file`.
+    """
+
+    callback_handler = ClassroomLTI13CallbackHandler
+
+    # the mixin's OAuthenticator-only names: an LMS has no groups claim
+    admin_groups = Set()
+    allowed_groups = Set()
+    auth_state_groups_key = ""
+    user_auth_state_key = LAUNCHES_KEY
+
+    custom_403_message = Unicode(
+        config=True,
+        help="""
+        The page shown to someone the hub refuses after a launch. By default it
+        says they are on no roster of a course this hub serves, and whom to
+        contact (:attr:`roster_contact`).
+        """,
+    )
+
+    @property
+    def username_claim(self):
+        return self.username_key
+
+    deployment_ids = List(
+        Unicode(),
+        config=True,
+        help="""
+        The LTI deployment ids this hub accepts launches from (the platform
+        shows them when the tool is deployed, e.g. Canvas's "Deployment ID").
+        A launch from any other deployment is refused. Empty accepts every
+        deployment of the registered client id; set it in production.
+        """,
+    )
+
+    lti_role_map = Dict(
+        config=True,
+        help="""
+        LIS role URI -> ``student``, ``ta``, ``instructor`` or ``None`` (no
+        access), merged over the default table (see the LTI documentation).
+        Keys are full URIs or relative to ``http://purl.imsglobal.org/vocab/lis/v2/``.
+
+        Example (mentors may look at their mentees' work)::
+
+            c.ClassroomLTI13Authenticator.lti_role_map = {"membership#Mentor": "ta"}
+        """,
+    )
+
+    @validate("lti_role_map")
+    def _validate_lti_role_map(self, proposal):
+        parse_role_map(proposal.value)
+        return proposal.value
+
+    trust_launch_roles = Bool(
+        True,
+        config=True,
+        help="""
+        Whether a launch's course and role count on their own, as the LMS's
+        signed word, until a membership list fetched from the LMS after the
+        launch says otherwise.
+
+        False: only the rosters (course files and the LMS's membership lists)
+        admit people; the launch picks the course and the lesson, and waits
+        (at most :attr:`nrps_launch_timeout`) for the course's list.
+        """,
+    )
+
+    nrps_token_url = Unicode(
+        "",
+        config=True,
+        help="""
+        The platform's OAuth2 token endpoint for LTI Advantage services
+        (Canvas: ``https://<canvas>/login/oauth2/token``; Moodle:
+        ``https://<moodle>/mod/lti/token.php``). With it and
+        :attr:`tool_private_key_file`, every course launched from with the
+        Names and Role Provisioning claim gets its roster from the LMS.
+        """,
+    )
+
+    nrps_token_audience = Unicode(
+        "",
+        config=True,
+        help="""
+        The ``aud`` of the tool's signed client assertion, if the platform
+        wants another than the token endpoint's URL (Canvas in some hosted
+        set-ups wants ``https://canvas.instructure.com/login/oauth2/token``).
+        """,
+    )
+
+    tool_private_key_file = Unicode(
+        "",
+        config=True,
+        help="""
+        PEM file with the tool's RSA private key, which signs the client
+        assertions for the LMS's token endpoint. Its public half is served at
+        ``/hub/lti13/jwks`` (give that URL to the LMS as the tool's public JWK
+        URL). Make one with ``openssl genpkey -algorithm RSA -pkeyopt
+        rsa_keygen_bits:2048 -out tool-key.pem``.
+        """,
+    )
+
+    tool_key_id = Unicode(
+        "classroom-tool-1",
+        config=True,
+        help="The ``kid`` of the tool's key (change it when you replace the key).",
+    )
+
+    nrps_sync_interval = Float(
+        600,
+        config=True,
+        help="""
+        Seconds between fetches of every known course's membership list from
+        the LMS (0: only at launches). A failed fetch keeps the last good list.
+        """,
+    )
+
+    nrps_launch_timeout = Float(
+        10,
+        config=True,
+        help="""
+        At most this many seconds a launch waits for its course's membership
+        list (fetched at launches at most every 10 s per course). The fetch
+        goes on in the background if it takes longer.
+        """,
+    )
+
+    lms_roster_file = Unicode(
+        "classroom-lms-rosters.json",
+        config=True,
+        help="""
+        JSON file (relative to the hub's working directory) where the
+        membership lists from the LMS are kept, so that a restarted hub has
+        the last good ones. Empty: keep
+        them in memory only.
+        """,
+    )
+
+    @default("custom_403_message")
+    def _custom_403_message_default(self):
+        return (
+            "Sorry, you are not on the roster of this course on this hub. If you think"
+            f" you should be, contact {self.roster_contact} and tell them which course"
+            " page you came from."
+        )
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._role_table = {
+            **parse_role_map(DEFAULT_ROLE_MAP),
+            **parse_role_map(self.lti_role_map),
+        }
+        self.platform_keys = JWKSCache(self.jwks_endpoint)
+        self._tool_key = None
+        self.lms_rosters: LMSRosters | None = None
+        if self.tool_private_key_file:
+            from cryptography.hazmat.primitives.serialization import (
+                load_pem_private_key,
+            )
+
+            with open(self.tool_private_key_file, "rb") as f:
+                self._tool_key = load_pem_private_key(f.read(), password=None)
+        if self.nrps_token_url:
+            if self._tool_key is None:
+                raise ValueError(
+                    f"{type(self).__name__}.nrps_token_url needs tool_private_key_file"
+                    " (the key that signs the tool's requests to the LMS)"
+                )
+            self.lms_rosters = LMSRosters(
+                TokenEndpoint(
+                    url=self.nrps_token_url,
+                    client_id=sorted(self.client_id)[0] if self.client_id else "",
+                    private_key=self._tool_key,
+                    kid=self.tool_key_id,
+                    audience=self.nrps_token_audience,
+                ),
+                username=self._member_username,
+                role=lambda roles: lti_role(roles, self._role_table)[0],
+                publish=lambda lists: self.roster.set_extra_members("lms", lists),
+                log=self.log,
+                state_file=(
+                    os.path.abspath(self.lms_roster_file)
+                    if self.lms_roster_file
+                    else ""
+                ),
+                interval=self.nrps_sync_interval,
+            )
+        if not self.deployment_ids:
+            self.log.warning(
+                "%s.deployment_ids is empty: launches from every deployment of client id %s are accepted",
+                type(self).__name__,
+                sorted(self.client_id),
+            )
+
+    # -- the hub's life ------------------------------------------------------
+
+    def get_handlers(self, app):
+        return list(super().get_handlers(app)) + [(r"/lti13/jwks", ToolJWKSHandler)]
+
+    async def load_managed_roles(self):
+        # first called once the event loop runs: the place to start the LMS sync
+        if self.lms_rosters is not None and self.lms_rosters._task is None:
+            await self.lms_rosters.load_state()
+            self.lms_rosters.start()
+        return await super().load_managed_roles()
+
+    def tool_public_jwk(self) -> dict | None:
+        if self._tool_key is None:
+            return None
+        jwk = json.loads(
+            jwt.algorithms.RSAAlgorithm.to_jwk(self._tool_key.public_key())
+        )
+        jwk.update({"kid": self.tool_key_id, "alg": "RS256", "use": "sig"})
+        return jwk
+
+    # -- launches ------------------------------------------------------------
+
+    @property
+    def _uses_claims(self) -> bool:
+        # a launch's course and role are the provider's claims here
+        return True
+
+    async def get_provider_groups(self, auth_state):
+        return set()
+
+    def _member_username(self, member: Mapping[str, Any]) -> str | None:
+        """A username for a member of an NRPS list, by :attr:`username_key`."""
+        key = self.username_key or "sub"
+        value = member.get("user_id") if key == "sub" else member.get(key)
+        if not isinstance(value, str) or not value.strip():
+            return None
+        return self.normalize_username(value)
+
+    def _refuse(self, status: int, message: str, log_message: str, *args) -> None:
+        self.log.warning("LTI launch refused: " + log_message, *args)
+        raise web.HTTPError(status, message)
+
+    async def authenticate(self, handler, data=None):
+        id_token = data or {}
+        deployment = id_token.get(DEPLOYMENT_CLAIM)
+        if self.deployment_ids and deployment not in self.deployment_ids:
+            self._refuse(
+                403,
+                "This hub does not accept launches from that LMS deployment. Please contact"
+                f" {self.roster_contact}.",
+                "deployment id %r is not in deployment_ids",
+                str(deployment)[:80],
+            )
+        model = await super().authenticate(handler, data)
+        username = model["name"] = self.normalize_username(str(model["name"]))
+        roster = await self.roster.current()
+        context_id, title = launch_context(id_token)
+        index = context_index(roster.courses)
+        if context_id in index.ambiguous:
+            self.log.error(
+                "LMS context %r is listed by several courses: %s",
+                context_id[:80],
+                ", ".join(index.ambiguous[context_id]),
+            )
+        course_id = index.courses.get(context_id) if context_id else None
+        if course_id is None:
+            self._refuse(
+                403,
+                f"This hub does not serve the course you came from{f' ({title})' if title else ''}."
+                f" If it should, ask {self.roster_contact} to add it.",
+                "%s came from LMS context %r (%r), which no course lists in lms_contexts",
+                username,
+                (context_id or "")[:80],
+                title[:80],
+            )
+        role, notes = lti_role(id_token.get(ROLES_CLAIM), self._role_table)
+        for note in notes:
+            self.log.debug("%s: %s", username, note)
+        if role is None:
+            self._refuse(
+                403,
+                f"Your role in this course gives no access to this hub. Please contact {self.roster_contact}.",
+                "%s has no role we map in %s (roles %s)",
+                username,
+                course_id,
+                loggable_roles(id_token.get(ROLES_CLAIM)),
+            )
+        auth_state = model["auth_state"] = dict(model.get("auth_state") or {})
+        await self._sync_at_launch(course_id, id_token)
+        launches = await self._previous_launches(handler, username)
+        # stamped after the sync at launch: the launch counts at this login, and
+        # after it, until a list fetched later from the LMS says otherwise
+        launches[course_id] = {"role": role.value, "at": time.time()}
+        auth_state[LAUNCHES_KEY] = launches
+        link, why_not = lesson_link(id_token, roster.course(course_id))
+        if why_not:
+            self.log.warning("%s: lesson link ignored: %s", username, why_not)
+        elif link is not None and handler is not None:
+            handler._classroom_next = url_path_join(
+                self.parent.base_url if self.parent is not None else "/",
+                "hub/user-redirect/lab/tree",
+                quote(link.path),
+            )
+        self.log.info("LTI launch: %s into %s as %s", username, course_id, role)
+        return await self._apply_roster(model)
+
+    async def _previous_launches(self, handler, username: str) -> dict:
+        """The launches stored at the person's earlier logins (other courses stay)."""
+        if handler is None or not self.enable_auth_state:
+            return {}
+        user = handler.find_user(username)
+        if user is None:
+            return {}
+        state = await user.get_auth_state()
+        previous = (state or {}).get(LAUNCHES_KEY)
+        return dict(previous) if isinstance(previous, Mapping) else {}
+
+    async def _sync_at_launch(
+        self, course_id: str, id_token: Mapping[str, Any]
+    ) -> None:
+        service = id_token.get(NRPS_CLAIM)
+        if self.lms_rosters is None or not isinstance(service, Mapping):
+            return
+        url = service.get("context_memberships_url")
+        if not isinstance(url, str) or urlparse(url).scheme not in ("https", "http"):
+            self.log.warning(
+                "Launch into %s: unusable NRPS membership URL %r",
+                course_id,
+                str(url)[:120],
+            )
+            return
+        sync = asyncio.ensure_future(self.lms_rosters.launched(course_id, url))
+        try:
+            await asyncio.wait_for(asyncio.shield(sync), self.nrps_launch_timeout)
+        except asyncio.TimeoutError:
+            self.log.warning(
+                "LMS roster of %s: still fetching after %ss; the launch goes on",
+                course_id,
+                self.nrps_launch_timeout,
+            )
+
+    def _launch_memberships(self, auth_state, roster: Roster) -> dict[str, Role]:
+        """The launches that still count: newer than the course's last list from the LMS."""
+        if not self.trust_launch_roles or not isinstance(auth_state, Mapping):
+            return {}
+        launches = auth_state.get(LAUNCHES_KEY)
+        if not isinstance(launches, Mapping):
+            return {}
+        claimed: dict[str, Role] = {}
+        for course_id, entry in launches.items():
+            if course_id not in roster.courses or not isinstance(entry, Mapping):
+                continue
+            try:
+                role = parse_role(entry.get("role"))
+                at = float(entry.get("at"))
+            except (TypeError, ValueError):
+                continue
+            synced = self.lms_rosters.synced_at(course_id) if self.lms_rosters else None
+            if synced is not None and synced > at:
+                continue  # the LMS's list is newer: it decides
+            claimed[course_id] = role
+        return claimed
+
+    async def _memberships(self, username, auth_state):
+        roster = await self.roster.current()
+        rostered = roster.memberships(username)
+        claimed = self._launch_memberships(auth_state, roster)
+        return roster, merge_memberships(rostered, claimed), claimed, set()
