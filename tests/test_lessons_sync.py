@@ -1338,3 +1338,50 @@ def test_minified_script_in_the_oldest_python_available(home, upstream):
     assert parse_termination_message(result.termination) == [
         ("warning", "lessons/week1: " + result.message("lessons/week1"))
     ]
+
+
+# -- the note's Markdown ---------------------------------------------------------
+
+
+def _code_spans(markdown: str) -> list[str]:
+    """The text of every code span in a CommonMark document, as a renderer sees it."""
+    from markdown_it import MarkdownIt
+
+    spans = []
+    for token in MarkdownIt("commonmark").parse(markdown):
+        for child in token.children or []:
+            if child.type == "code_inline":
+                spans.append(child.content)
+    return spans
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["week1", "week`1", "`week1`", "a``b```c", "` `", "two  spaces", " padded "],
+)
+def test_note_code_spans_hold_any_name(name):
+    text = sync._code(name)
+    assert _code_spans(f"- see {text} here\n") == [name]
+
+
+def test_note_code_spans_keep_a_name_with_a_line_break_in_its_list_item():
+    # a newline followed by '#' would otherwise start a heading mid-note
+    assert _code_spans("- " + sync._code("a\n# b") + "\n") == ["a?# b"]
+
+
+def test_the_note_quotes_lesson_folders_and_file_names_with_backticks(home, upstream):
+    """A lesson folder or file name with backticks must not break out of its
+    code span in the note (the folder is refused in a course file, but the
+    sync must not depend on that, and file names come from the repo)."""
+    target = "lessons/`week1`"
+    upstream.commit({"a`b``.txt": "original\n"})
+    run_sync(home, [lesson(upstream, target=target)])
+    (home / target / "a`b``.txt").write_text("mine\n")
+    new = upstream.commit({"a`b``.txt": "theirs\n"})
+    result = run_sync(home, [lesson(upstream, target=target)])
+    assert result.level(target) == "warning"
+    note = (home / sync.NOTE_FILENAME).read_text()
+    spans = _code_spans(note)
+    assert spans[0] == target  # the heading
+    assert f"{target}/a`b``.txt" in spans
+    assert f"{target}/a`b``.upstream-{new[:7]}.txt" in spans

@@ -1113,9 +1113,10 @@ def replace_with_fresh_clone(gits, home, lesson, path, reason):
     message = "folder set aside as %s (%s); a fresh copy was cloned (%s)" % (
         backup_name, reason, _describe(lesson, sha))
     details = [
-        "Your folder `%s` could not be updated because %s. Nothing was deleted: it was "
-        "renamed to `%s`, and a fresh copy of the lesson was put at `%s`. Copy anything "
-        "you need from the old folder." % (lesson["target"], reason, backup_name, lesson["target"])
+        "Your folder %s could not be updated because %s. Nothing was deleted: it was "
+        "renamed to %s, and a fresh copy of the lesson was put at %s. Copy anything "
+        "you need from the old folder."
+        % (_code(lesson["target"]), reason, _code(backup_name), _code(lesson["target"]))
     ]
     return Outcome("warning", lesson["target"], message, details)
 
@@ -1482,7 +1483,7 @@ def _restored_outcome(lesson, sha, restored):
 
 
 def _list_paths(paths, limit=10):
-    shown = ", ".join("`%s`" % p for p in paths[:limit])
+    shown = ", ".join(_code(p) for p in paths[:limit])
     if len(paths) > limit:
         shown += " and %d more" % (len(paths) - limit)
     return shown
@@ -1495,21 +1496,23 @@ def _merged_outcome(lesson, sha, merge, restored, saved):
         if event[0] == "both-changed":
             copies.append(event[2])
             details.append(
-                "You and the lesson both changed `%s/%s`: your version stays, the lesson's "
-                "new version is saved as `%s/%s`." % (target, event[1], target, event[2]))
+                "You and the lesson both changed %s: your version stays, the lesson's "
+                "new version is saved as %s." % (_code(target + "/" + event[1]),
+                                                 _code(target + "/" + event[2])))
         elif event[0] == "moved":
             copies.append(event[2])
             details.append(
-                "The lesson now has `%s/%s`, but something of yours is already there: yours "
-                "stays, the lesson's is saved as `%s/%s`." % (target, event[1], target, event[2]))
+                "The lesson now has %s, but something of yours is already there: yours "
+                "stays, the lesson's is saved as %s." % (_code(target + "/" + event[1]),
+                                                         _code(target + "/" + event[2])))
         elif event[0] == "kept-removed":
             details.append(
-                "The lesson no longer has `%s/%s`, but you had changed it, so your copy stays."
-                % (target, event[1]))
+                "The lesson no longer has %s, but you had changed it, so your copy stays."
+                % _code(target + "/" + event[1]))
         elif event[0] == "returned":
             details.append(
-                "`%s/%s`, which you had deleted, was changed in the lesson and is back."
-                % (target, event[1]))
+                "%s, which you had deleted, was changed in the lesson and is back."
+                % _code(target + "/" + event[1]))
     if restored:
         details.append("These lesson files were missing and were restored: %s."
                        % _list_paths([target + "/" + p for p in restored]))
@@ -1553,18 +1556,18 @@ def sync_lesson(gits, home, lesson):
             return replace_with_fresh_clone(gits, home, lesson, path, str(aside))
     except OutOfTime as exc:
         return Outcome("error", target, "not synced: %s; will try again at the next start" % exc,
-                       ["`%s` was not updated: %s. It will be tried again at your next start."
-                        % (target, exc)])
+                       ["%s was not updated: %s. It will be tried again at your next start."
+                        % (_code(target), exc)])
     except (SyncError, OSError) as exc:
         reason = exc.reason if isinstance(exc, GitFailed) else str(exc)
         return Outcome(
             "error", target, "not synced: %s" % _one_line(reason),
-            ["`%s` could not be synced: %s. Your files were not changed; it will be tried "
-             "again at your next start." % (target, _one_line(reason))],
+            ["%s could not be synced: %s. Your files were not changed; it will be tried "
+             "again at your next start." % (_code(target), _one_line(reason))],
         )
     except Exception as exc:  # a bug must not cost anyone their server
         return Outcome("error", target, "not synced: internal error %s" % _one_line(repr(exc)),
-                       ["`%s` could not be synced because of an internal error." % target])
+                       ["%s could not be synced because of an internal error." % _code(target)])
 
 
 # ---------------------------------------------------------------------------
@@ -1622,6 +1625,23 @@ def _note_state(path):
     return "theirs"
 
 
+def _code(text):
+    """``text`` as a Markdown code span that nothing in it can end early.
+
+    In CommonMark a span opened by N backticks ends at the next run of exactly
+    N, so the fence is one backtick longer than the longest run inside, with a
+    space inside each end (which renderers drop) so that a backtick at either
+    end of the text stays apart from the fence.  Line breaks and other
+    invisible characters (a newline would end the list item) show as '?'.
+    """
+    text = "".join("?" if ch != " " and _is_invisible(ch) else ch for ch in str(text))
+    longest = max([len(run) for run in re.findall("`+", text)] or [0])
+    fence = "`" * (longest + 1)
+    if longest or not text or (text.startswith(" ") and text.endswith(" ")):
+        return "%s %s %s" % (fence, text, fence)
+    return "%s%s%s" % (fence, text, fence)
+
+
 def render_note(outcomes, when):
     body = [
         "# Lesson sync: please have a look",
@@ -1633,7 +1653,7 @@ def render_note(outcomes, when):
     for outcome in outcomes:
         if outcome.level not in ("warning", "error"):
             continue
-        body.append("## `%s`" % outcome.target if outcome.target != "*" else "## All lessons")
+        body.append("## " + _code(outcome.target) if outcome.target != "*" else "## All lessons")
         body.append("")
         for line in outcome.details or [outcome.message]:
             body.append("- " + line)
