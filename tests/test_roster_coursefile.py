@@ -246,7 +246,8 @@ def test_two_lessons_into_one_folder(write_file, roster_problems):
         """,
     )
     (problem,) = roster_problems([path])
-    assert problem == f"{path}:6: lesson target folder 'lessons' is already used by the repo on line 4"
+    # at the second repo's target: line
+    assert problem == f"{path}:7: lesson target folder 'lessons' is already used by the repo on line 4"
 
 
 def test_nested_lesson_folders(write_file, roster_problems):
@@ -263,7 +264,7 @@ def test_nested_lesson_folders(write_file, roster_problems):
         """,
     )
     (problem,) = roster_problems([path])
-    assert problem == f"{path}:6: lesson target folder 'lessons/extra' overlaps 'lessons', used by the repo on line 4"
+    assert problem == f"{path}:7: lesson target folder 'lessons/extra' overlaps 'lessons', used by the repo on line 4"
 
 
 def test_yaml_tags_and_unhashable_keys_are_file_line_errors(write_file, roster_problems):

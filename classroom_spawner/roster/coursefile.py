@@ -40,7 +40,7 @@ from typing import Any
 import yaml
 
 from .csvsource import FORMATS, RosterSource, check_username
-from .errors import ProblemCollector
+from .errors import ProblemCollector, shown
 from .model import Course, LessonRepo, Role, normalize_username, parse_role
 from .overrides import override_problem
 
@@ -370,7 +370,7 @@ class _CourseFileReader:
                     target = default_target(url)
                 if "`" in target:
                     raise ValueError(
-                        f"lesson target folder {target!r} contains a backtick (`), which a"
+                        f"lesson target folder {shown(target)} contains a backtick (`), which a"
                         " student's shell reads as the start of a command; pick a folder"
                         " name without one"
                         + ("" if "target" in fields else " (set 'target')")
@@ -388,7 +388,10 @@ class _CourseFileReader:
             if clash is not None:
                 other, other_line = clash
                 how = "is already used" if other == target else f"overlaps {other!r}, used"
-                self.problem(item, f"lesson target folder {target!r} {how} by the repo on line {other_line}")
+                self.problem(
+                    fields.get("target", fields["url"]),
+                    f"lesson target folder {target!r} {how} by the repo on line {other_line}",
+                )
                 ok = False
                 continue
             targets[target] = _line(item)
