@@ -90,11 +90,25 @@ def cmd_check(args, out) -> int:
             for i, (cell, w) in enumerate(zip(row, widths))
         ]
         print("  " + "  ".join(cells).rstrip(), file=out)
+    for line in _lms_lines(config, roster, args.config):
+        print(_printable(line), file=out)
     warnings = [*roster_config.warnings, *_config_warnings(config)]
     for warning in warnings:
         print(f"warning: {_printable(warning)}", file=out)
     print("OK" + (f" ({len(warnings)} warning{'s' if len(warnings) != 1 else ''})" if warnings else ""), file=out)
     return EXIT_WARNINGS if warnings else 0
+
+
+def _lms_lines(config, roster, config_file) -> list[str]:
+    """The LMS rosters, when the hub logs in from an LMS (LTI 1.3)."""
+    name = config.get("JupyterHub", {}).get("authenticator_class", "")
+    if not isinstance(name, str):
+        name = f"{getattr(name, '__module__', '')}.{getattr(name, '__name__', '')}"
+    if name not in ("classroom-lti13", "classroom_spawner.lti.ClassroomLTI13Authenticator"):
+        return []
+    from .lti import lms_roster_report
+
+    return lms_roster_report(config, roster, os.path.dirname(os.path.abspath(config_file)))
 
 
 def _authenticator_problems(config) -> list[str]:

@@ -330,7 +330,8 @@ class ClassroomLTI13Authenticator(RosterAuthenticatorMixin, LTI13Authenticator):
         help="""
         JSON file (relative to the hub's working directory) where the
         membership lists from the LMS are kept, so that a restarted hub has
-        the last good ones. Empty: keep
+        the last good ones; ``classroom-spawner check`` shows them (reading the
+        file relative to the config file's folder). Empty: keep
         them in memory only.
         """,
     )
@@ -560,3 +561,36 @@ class ClassroomLTI13Authenticator(RosterAuthenticatorMixin, LTI13Authenticator):
         rostered = roster.memberships(username)
         claimed = self._launch_memberships(auth_state, roster)
         return roster, merge_memberships(rostered, claimed), claimed, set()
+
+
+def lms_roster_report(config, roster: Roster, config_dir: str) -> list[str]:
+    """What ``classroom-spawner check`` prints about the LMS: each course's
+    context ids and the membership list saved in :attr:`~ClassroomLTI13Authenticator.lms_roster_file`
+    (relative to ``config_dir``, the hub's folder, when relative)."""
+    from .roster.nrps import read_state
+
+    section = config.get("ClassroomLTI13Authenticator", {})
+    path = section.get(
+        "lms_roster_file", ClassroomLTI13Authenticator.lms_roster_file.default_value
+    )
+    lines = []
+    saved = {}
+    if path:
+        path = os.path.join(config_dir, path)
+        try:
+            saved = read_state(path)
+        except (OSError, ValueError) as e:
+            lines.append(f"LMS rosters: cannot read {path}: {e}")
+    for course in roster.courses.values():
+        if not course.lms_contexts:
+            continue
+        entry = saved.get(course.id)
+        if entry is None or entry.synced_at is None:
+            state = "no list from the LMS yet (fetched at the first launch)"
+        else:
+            when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(entry.synced_at))
+            state = f"{len(entry.members)} people from the LMS, fetched {when}"
+        if entry is not None and entry.error:
+            state += f"; the last fetch failed: {entry.error}"
+        lines.append(f"LMS {course.id} <- {', '.join(course.lms_contexts)}: {state}")
+    return lines

@@ -178,3 +178,53 @@ async def test_inactive_and_unmapped_members_are_left_out(lms, tool_key, tmp_pat
     await source.launched("ds101", f"{lms.url}/nrps/c1")
     assert "otto" not in published[-1]["ds101"]
     assert source.courses["ds101"].skipped == 1
+
+
+def test_check_shows_the_lms_rosters(write_file, tmp_path, capsys):
+    import calendar
+
+    from classroom_spawner.cli import main
+    from classroom_spawner.local.lti import private_pem
+    from classroom_spawner.roster.nrps import CourseList, write_state
+
+    course_file = write_file(
+        "courses.yaml",
+        "courses:\n  - id: ds101\n    lms_contexts: [c1]\n  - id: phys210\n    lms_contexts: [c2, c3]\n  - id: art\n",
+    )
+    key_file = write_file("tool-key.pem", private_pem(new_key()))
+    config = write_file(
+        "jupyterhub_config.py",
+        f"""
+c.JupyterHub.authenticator_class = "classroom-lti13"
+c.ClassroomRoster.course_files = [{course_file!r}]
+c.ClassroomLTI13Authenticator.issuer = "https://lms.example.edu"
+c.ClassroomLTI13Authenticator.client_id = ["tool"]
+c.ClassroomLTI13Authenticator.deployment_ids = ["d1"]
+c.ClassroomLTI13Authenticator.nrps_token_url = "https://lms.example.edu/token"
+c.ClassroomLTI13Authenticator.tool_private_key_file = {key_file!r}
+c.ClassroomLTI13Authenticator.enable_auth_state = True
+""",
+    )
+    synced = calendar.timegm((2026, 3, 2, 9, 30, 0))
+    write_state(
+        str(tmp_path / "classroom-lms-rosters.json"),
+        {
+            "ds101": CourseList(
+                url="https://lms.example.edu/nrps/c1",
+                members={"alice": Role.STUDENT, "grace": Role.INSTRUCTOR},
+                synced_at=synced,
+                error="membership list https://lms.example.edu/nrps/c1 (page 1) is not JSON",
+            )
+        },
+    )
+    assert main(["check", "-f", config]) in (0, 3)
+    out = capsys.readouterr().out
+    assert (
+        "LMS ds101 <- c1: 2 people from the LMS, fetched 2026-03-02 09:30 UTC;"
+        " the last fetch failed: membership list https://lms.example.edu/nrps/c1 (page 1) is not JSON"
+    ) in out
+    assert (
+        "LMS phys210 <- c2, c3: no list from the LMS yet (fetched at the first launch)"
+        in out
+    )
+    assert "LMS art" not in out

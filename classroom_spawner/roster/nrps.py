@@ -314,7 +314,7 @@ class LMSRosters:
         self._locks: dict[str, asyncio.Lock] = {}
         self._attempted: dict[str, float] = {}
         self._task: asyncio.Task | None = None
-        self._http = AsyncHTTPClient()
+        self._http: AsyncHTTPClient | None = None
 
     # -- state -------------------------------------------------------------
 
@@ -390,6 +390,8 @@ class LMSRosters:
             if entry is None:
                 return False
             self._attempted[course] = time.monotonic()
+            if self._http is None:
+                self._http = AsyncHTTPClient()
             try:
                 token = await self.endpoint.token(self._http)
                 members = await fetch_members(
