@@ -8,6 +8,7 @@
 # Every option below is documented in the configuration reference
 # (docs/reference.md, generated from the traits' help text).
 import os
+import sys
 
 c = get_config()  # noqa: F821 (provided by JupyterHub's config loader)
 here = os.path.dirname(os.path.abspath(__file__))
@@ -107,3 +108,35 @@ c.KubeSpawner.start_timeout = 300
 # JupyterHub's own limit would answer "429 Too many users" to students the
 # queue would have served: leave the limiting to the queue.
 c.JupyterHub.concurrent_spawn_limit = 0
+
+# -- Idle servers --------------------------------------------------------------
+#
+# jupyterhub-idle-culler (pip install jupyterhub-idle-culler) runs as a hub
+# service and stops servers idle for an hour, with a role of only the scopes it
+# needs. On Zero to JupyterHub leave this out: the chart runs the same service
+# (cull.* in its values). How culling meets classroom-spawner:
+# - a culled server's volume stays: stopping a server never deletes its PVC (and
+#   deleting the user does not either, delete_pvc is off);
+# - its user is a returning user next time: the volume exists, so that start is
+#   not a first spawn and never waits in the first-spawn queue; the lessons are
+#   merged into the home again on that start.
+c.JupyterHub.services.append(
+    {
+        "name": "jupyterhub-idle-culler",
+        "command": [
+            sys.executable,
+            "-m",
+            "jupyterhub_idle_culler",
+            "--timeout=3600",
+            "--cull-every=600",
+            "--concurrency=10",
+        ],
+    }
+)
+c.JupyterHub.load_roles.append(
+    {
+        "name": "jupyterhub-idle-culler",
+        "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
+        "services": ["jupyterhub-idle-culler"],
+    }
+)
