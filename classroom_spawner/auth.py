@@ -17,6 +17,7 @@ from oauthenticator.generic import GenericOAuthenticator
 from oauthenticator.github import GitHubOAuthenticator
 
 from .authz import RosterAuthenticatorMixin
+from .authz.errors import RosterCallbackHandler
 
 __all__ = ["ClassroomGitHubOAuthenticator", "ClassroomOAuthenticator", "RosterAuthenticatorMixin"]
 
@@ -31,6 +32,9 @@ class ClassroomOAuthenticator(RosterAuthenticatorMixin, GenericOAuthenticator):
     ``c.ClassroomRoster``.
     """
 
+    # its 403 pages show their message once, under a short title
+    callback_handler = RosterCallbackHandler
+
 
 class ClassroomGitHubOAuthenticator(RosterAuthenticatorMixin, GitHubOAuthenticator):
     """GitHub login, admitting the people on a course roster (rosters list GitHub logins).
@@ -39,6 +43,8 @@ class ClassroomGitHubOAuthenticator(RosterAuthenticatorMixin, GitHubOAuthenticat
     user's teams count as provider groups named ``org:team-slug``, so
     :attr:`course_claim_groups` can map a GitHub team to a course.
     """
+
+    callback_handler = RosterCallbackHandler
 
     async def get_provider_groups(self, auth_state):
         groups = await super().get_provider_groups(auth_state)

@@ -45,6 +45,7 @@ from traitlets import Bool, Dict, Float, List, Set, Unicode, default, validate
 
 from .authz import RosterAuthenticatorMixin
 from .authz.claims import merge_memberships
+from .authz.errors import CANNOT_LOG_IN, NOT_ON_A_ROSTER, titled_error
 from .authz.lti_claims import (
     DEFAULT_ROLE_MAP,
     DEPLOYMENT_CLAIM,
@@ -129,18 +130,18 @@ class ClassroomLTI13CallbackHandler(LTI13CallbackHandler):
             id_token = await self._verified_launch()
         except InvalidAudienceError as e:
             self.log.warning("LTI launch refused: %s", e)
-            raise web.HTTPError(401, f"The launch was not meant for this hub: {e}")
+            raise titled_error(401, f"The launch was not meant for this hub: {e}", CANNOT_LOG_IN)
         except ValidationError as e:
             self.log.warning("LTI launch refused: %s", e)
-            raise web.HTTPError(
-                400, f"The launch from your course page could not be verified: {e}"
+            raise titled_error(
+                400, f"The launch from your course page could not be verified: {e}", CANNOT_LOG_IN
             )
         try:
             user = await self.login_user(id_token)
         except LoginError as e:
-            raise web.HTTPError(400, str(e))
+            raise titled_error(400, str(e), CANNOT_LOG_IN)
         if user is None:
-            raise web.HTTPError(403, self.authenticator.custom_403_message)
+            raise titled_error(403, self.authenticator.custom_403_message, NOT_ON_A_ROSTER)
         await self.redirect_to_next_url(user)
 
     async def _verified_launch(self) -> dict:
@@ -433,7 +434,7 @@ class ClassroomLTI13Authenticator(RosterAuthenticatorMixin, LTI13Authenticator):
 
     def _refuse(self, status: int, message: str, log_message: str, *args) -> None:
         self.log.warning("LTI launch refused: " + log_message, *args)
-        raise web.HTTPError(status, message)
+        raise titled_error(status, message, CANNOT_LOG_IN)
 
     async def authenticate(self, handler, data=None):
         id_token = data or {}

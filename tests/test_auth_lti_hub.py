@@ -211,6 +211,8 @@ async def test_launch_from_an_unknown_course_is_refused(hub, lms):
     result = await do_launch(hub, lms, "canvas-art300", "eve")
     assert result.status == 403, result.describe()
     assert "does not serve the course you came from (Art History 300)" in result.message
+    # said once, under a short heading, not as the heading too (JupyterHub 6.x)
+    assert result.text.count("does not serve the course you came from") == 1, result.text
     assert CONTACT in result.message
     assert await user_model(hub, "eve") is None
     assert "no course lists in lms_contexts" in hub.read_log()
