@@ -47,6 +47,7 @@ from .hub import HubProcess
 from .kube import Faults, StandinProcess
 from .kube.procutil import processes_with_env
 from .oidc import DEFAULT_TITLE, OIDCProvider
+from .prereqs import demo_problems
 
 DEFAULT_PORT = 8000
 DEFAULT_WORKDIR = ".demo"
@@ -653,8 +654,10 @@ def main(port=DEFAULT_PORT, workdir=DEFAULT_WORKDIR, push_update=False, out=None
             file=out,
         )
         return 0
-    for tool in ("git", "node"):
-        if shutil.which(tool) is None and not (tool == "node" and os.environ.get("CLASSROOM_NODE")):
-            print(f"error: the demo needs `{tool}` on PATH", file=sys.stderr)
-            return 1
+    # after a plain `pip install classroom-spawner`: say what to install, not a Node traceback
+    problems = demo_problems()
+    if problems:
+        for problem in problems:
+            print(f"error: {problem}", file=sys.stderr)
+        return 1
     return asyncio.run(Demo(workdir, port=port, out=out).run())
