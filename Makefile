@@ -16,7 +16,7 @@ VENV_OLDEST ?= .venv-oldest
 PYTHON_Z2JH ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12.*/bin/python3) $(shell command -v python3.12) $(PYTHON))
 VENV_Z2JH ?= .venv-z2jh
 
-.PHONY: demo test test-oldest test-z2jh bench docs clean
+.PHONY: demo test test-oldest test-z2jh k8s-binaries test-k8s bench docs clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -63,6 +63,22 @@ $(VENV_Z2JH)/bin/.installed: pyproject.toml .ci/z2jh-constraints.txt
 test-z2jh: $(VENV_Z2JH)/bin/.installed node_modules/.installed
 	$(VENV_Z2JH)/bin/python -c "import sys, jupyterhub, kubespawner, oauthenticator, ltiauthenticator, jupyterhub_idle_culler, kubernetes_asyncio, traitlets, tornado; print('z2jh:', sys.version.split()[0], 'jupyterhub', jupyterhub.__version__, 'kubespawner', kubespawner.__version__, 'oauthenticator', oauthenticator.__version__, 'ltiauthenticator', ltiauthenticator.__version__, 'idle-culler', jupyterhub_idle_culler.__version__, 'kubernetes-asyncio', kubernetes_asyncio.__version__, 'traitlets', traitlets.__version__, 'tornado', tornado.version)"
 	$(VENV_Z2JH)/bin/pytest -m "not browser" --ignore=tests/test_standin_soak.py $(PYTEST_ARGS)
+
+# A real Kubernetes control plane (docs/realkube.md): etcd, kube-apiserver, kube-scheduler
+# and kube-controller-manager of one release, built with Go from the module in k8s/ into
+# ${XDG_CACHE_HOME:-~/.cache}/classroom-spawner/k8s/<release>-<hash>/ (cold: ~20 min on
+# 2 cores; then nothing). `make test-k8s` runs the hub-level tests on it, with the
+# process kubelet as its node.
+K8S_TESTS ?= tests/test_spawner_hub.py tests/test_queue_hub.py tests/test_standin_kubespawner_hub.py tests/test_e2e_browser.py
+
+# (binaries.py needs only the standard library: no venv, so it can run beside `make test`;
+# run_path, because the script's own directory on sys.path would shadow `selectors`)
+k8s-binaries:
+	$(PYTHON) -c 'import runpy; runpy.run_path("classroom_spawner/local/kube/binaries.py", run_name="__main__")'
+
+test-k8s: k8s-binaries $(BIN)/.installed node_modules/.installed
+	$(BIN)/python -m classroom_spawner.local.kube.cluster
+	CLASSROOM_KUBE=real $(BIN)/pytest $(K8S_TESTS) $(PYTEST_ARGS)
 
 # roster loading (seconds), then a 200-student class start on the stand-in (~7 min);
 # docs/benchmarks.md has the options and the figures

@@ -59,7 +59,12 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from tornado.iostream import StreamClosedError
 
 from classroom_spawner.local.hub import HubProcess, event_stream_reader
-from classroom_spawner.local.kube import Faults, KubeletConfig, StandinProcess
+from classroom_spawner.local.kube import (
+    Faults,
+    KubeletConfig,
+    StandinProcess,
+    kube_process,
+)
 
 SCENARIOS = ("queue", "hub-429", "no-limit")
 COURSE_ID = "lecture"
@@ -150,6 +155,11 @@ def cpu_seconds(pid: int | None) -> float | None:
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return None
     return t.user + t.system
+
+
+def _cpu_sum(pids) -> float | None:
+    times = [cpu_seconds(pid) for pid in pids]
+    return sum(t for t in times if t is not None) if pids else None
 
 
 def read_pid(path: str) -> int | None:
@@ -628,9 +638,12 @@ async def run_scenario(args, scenario: Scenario, root: str) -> dict:
         flush=True,
     )
 
-    async with StandinProcess(
-        os.path.join(workdir, "k8s"), faults=faults, kubelet=kubelet
+    async with kube_process(
+        os.path.join(workdir, "k8s"), backend=args.kube, faults=faults, kubelet=kubelet
     ) as k8s:
+        result["kube"] = k8s.backend
+        if k8s.backend == "real":
+            result["kube_version"] = k8s.version.get("gitVersion")
         hub = HubProcess(
             config=hub_config(args, scenario, course_file),
             workdir=os.path.join(workdir, "hub"),
@@ -675,10 +688,13 @@ async def burst(
     chp_pid = read_pid(hub.proxy_pid_file)
     me = psutil.Process()
     stats0 = await k8s.astats()
+    # the real backend: etcd, kube-apiserver, kube-scheduler, kube-controller-manager
+    control_plane = list((stats0.get("control_plane_pids") or {}).values())
     cpu0 = {
         "hub": cpu_seconds(hub_pid),
         "proxy": cpu_seconds(chp_pid),
         "standin": cpu_seconds(k8s.pid),
+        "control_plane": _cpu_sum(control_plane),
         "client": sum(me.cpu_times()[:2]),
     }
     planned_end = max(s.offset for s in students)
@@ -740,6 +756,7 @@ async def burst(
         "hub": cpu_seconds(hub_pid),
         "proxy": cpu_seconds(chp_pid),
         "standin": cpu_seconds(k8s.pid),
+        "control_plane": _cpu_sum(control_plane),
         "client": sum(me.cpu_times()[:2]),
     }
     stats1 = await k8s.astats()
@@ -894,6 +911,7 @@ def summarise(args, result: dict) -> dict:
         ),
         "proxy_cpu": cpu.get("proxy"),
         "standin_cpu": cpu.get("standin"),
+        "control_plane_cpu": cpu.get("control_plane"),
         "client_cpu": cpu.get("client"),
         "k8s_requests": result.get("k8s_requests"),
         "k8s_requests_per_ready": (
@@ -1107,6 +1125,16 @@ def table(args, summaries: dict[str, dict]) -> str:
             "proxy / stand-in / client CPU",
             lambda s: f"{fmt(s['proxy_cpu'], '{:.0f}')} / {fmt(s['standin_cpu'], '{:.0f}')} / {fmt(s['client_cpu'], '{:.0f}')} s",
         ),
+        *(
+            [
+                row(
+                    "  control plane CPU (etcd, apiserver, scheduler, controllers)",
+                    lambda s: fmt(s["control_plane_cpu"], "{:.0f} s"),
+                )
+            ]
+            if args.kube == "real"
+            else []
+        ),
         row(
             "Kubernetes API requests (per ready)",
             lambda s: f"{s['k8s_requests']} ({fmt(s['k8s_requests_per_ready'], '{:.1f}')})",
@@ -1161,7 +1189,14 @@ def header(args) -> str:
             f" Python {platform.python_version()}, JupyterHub {jupyterhub.__version__}, KubeSpawner {kubespawner.__version__}",
             f"students: {args.students} first spawns, arrivals {args.arrivals} over {args.window:g} s (seed {args.seed}),"
             f" each through the REST API with their own token, then the progress stream",
-            f"latency model (stand-in): provisioner {args.provision_parallel} volumes at a time, {args.provision_seconds:g} s each"
+            (
+                "Kubernetes: the stand-in"
+                if args.kube == "standin"
+                else "Kubernetes: a real control plane (etcd, kube-apiserver, kube-scheduler, kube-controller-manager"
+                " of make k8s-binaries) with the process kubelet and provisioner as its node; API requests counted"
+                " are all of kube-apiserver's, also the scheduler's, the controllers' and the node's"
+            ),
+            f"latency model (node side): provisioner {args.provision_parallel} volumes at a time, {args.provision_seconds:g} s each"
             f" (FIFO beyond that); image pull {args.image_pull_seconds:g} s (once, on the one node); light singleuser servers;"
             f" no lesson repos",
             f"hub: ClassroomSpawner in every scenario, start_timeout {args.start_timeout:g} s, http_timeout {args.http_timeout:g} s,"
@@ -1296,6 +1331,14 @@ def parse_args(argv=None):
     )
     p.add_argument(
         "--seed", type=int, default=1, help="seed for arrival times and the stand-in"
+    )
+    p.add_argument(
+        "--kube",
+        choices=("standin", "real"),
+        default="standin",
+        help="standin: the package's Kubernetes stand-in; real: a real control plane"
+        " (make k8s-binaries, docs/realkube.md) with the same process kubelet and"
+        " provisioner as its node",
     )
     p.add_argument(
         "--provision-parallel",

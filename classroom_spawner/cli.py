@@ -313,7 +313,7 @@ def cmd_demo(args, out) -> int:
     """Run the local demo (a test/demo tool: imported only here, never by the hub)."""
     from .local import demo
 
-    return demo.main(port=args.port, workdir=args.workdir, push_update=args.push_update, out=out)
+    return demo.main(port=args.port, workdir=args.workdir, push_update=args.push_update, out=out, kube=args.kube)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -369,6 +369,14 @@ def build_parser() -> argparse.ArgumentParser:
         " and the logins; stop everything on Ctrl-C. See docs/demo.md.",
     )
     demo.add_argument("--port", type=int, default=8000, help="the hub's port on 127.0.0.1 (default: 8000)")
+    demo.add_argument(
+        "--kube",
+        choices=["standin", "real"],
+        default=None,
+        help="standin: the package's Kubernetes stand-in (default, or $CLASSROOM_KUBE); real: etcd,"
+        " kube-apiserver, kube-scheduler and kube-controller-manager built by `make k8s-binaries`,"
+        " with the same process kubelet as node (docs/realkube.md)",
+    )
     demo.add_argument(
         "--workdir",
         default=".demo",

@@ -11,7 +11,7 @@ import pytest
 import pytest_asyncio
 
 from classroom_spawner.local.hub import HubProcess
-from classroom_spawner.local.kube import Faults, KubeletConfig, StandinProcess
+from classroom_spawner.local.kube import Faults, KubeletConfig, kube_process
 
 pytestmark = [pytest.mark.hub, pytest.mark.asyncio(loop_scope="module")]
 
@@ -33,7 +33,7 @@ async def k8s(workdir):
     # a provisioner that makes one disk at a time, 1.5 s each: 10 first spawns
     # take at least 15 s, longer than the 8 s start_timeout below
     faults = Faults(provision_delay=1.5, provision_max_in_flight=1)
-    async with StandinProcess(
+    async with kube_process(
         workdir / "k8s", faults=faults, kubelet=KubeletConfig(singleuser="light")
     ) as standin:
         yield standin

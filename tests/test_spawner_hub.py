@@ -12,7 +12,7 @@ import pytest
 import pytest_asyncio
 
 from classroom_spawner.local.hub import HubProcess
-from classroom_spawner.local.kube import Faults, StandinProcess
+from classroom_spawner.local.kube import Faults, kube_process
 from classroom_spawner.local.kube.testing import core_client
 
 pytestmark = [pytest.mark.hub, pytest.mark.asyncio(loop_scope="module")]
@@ -84,7 +84,7 @@ def course_file(workdir):
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def k8s(workdir):
-    async with StandinProcess(workdir / "k8s", faults=Faults(provision_delay=0.5)) as standin:
+    async with kube_process(workdir / "k8s", faults=Faults(provision_delay=0.5)) as standin:
         yield standin
 
 

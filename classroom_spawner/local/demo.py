@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .hub import HubProcess
-from .kube import Faults, StandinProcess
+from .kube import Faults, StandinProcess, kube_process
 from .kube.procutil import processes_with_env
 from .oidc import DEFAULT_TITLE, OIDCProvider
 from .prereqs import demo_problems
@@ -286,6 +286,9 @@ class Demo:
     - ``provision_delay`` / ``image_pull_delay``: seconds the stand-in takes
       to provision a home volume / pull a course image the first time, so that
       the spawn page shows a realistic start.
+    - ``kube``: ``"standin"`` (the default, or ``$CLASSROOM_KUBE``) or ``"real"``:
+      a real control plane built by ``make k8s-binaries`` with the same process
+      kubelet as its node (docs/realkube.md).
     - ``out``: where :meth:`run` prints (the banner, progress of start/stop).
     """
 
@@ -300,6 +303,7 @@ class Demo:
         image_pull_delay: float = 2.0,
         log_level: str = "INFO",
         auth_refresh_age: int = 60,
+        kube: str | None = None,
         out=None,
     ):
         self.workdir = Path(workdir).absolute()
@@ -310,6 +314,7 @@ class Demo:
         self.image_pull_delay = image_pull_delay
         self.log_level = log_level
         self.auth_refresh_age = auth_refresh_age
+        self.kube = kube
         self.out = out if out is not None else sys.stdout
         self.accounts = {a.username: a for a in ACCOUNTS}
         self.repos: dict[str, LessonRepo] = {}
@@ -479,10 +484,15 @@ class Demo:
             self.course_file.write_text(course_file_text(self.repos))
             (self.workdir / "phys210-roster.csv").write_text(roster_csv())
 
-            self._say("Starting the Kubernetes stand-in ...")
-            self.k8s = StandinProcess(
+            self.k8s = kube_process(
                 self.workdir / "k8s",
+                backend=self.kube,
                 faults=Faults(provision_delay=self.provision_delay, image_pull_delay=self.image_pull_delay),
+            )
+            self._say(
+                "Starting the real Kubernetes control plane (docs/realkube.md) ..."
+                if self.k8s.backend == "real"
+                else "Starting the Kubernetes stand-in ..."
             )
             await self.k8s.__aenter__()
             self.standin_id = self.k8s.info.get("standin_id")
@@ -638,7 +648,7 @@ def push_lesson_update(workdir, repo: str = "ds101-lessons") -> dict:
     return {"commit": git("rev-parse", "HEAD", cwd=work), "added": [added], "changed": changed}
 
 
-def main(port=DEFAULT_PORT, workdir=DEFAULT_WORKDIR, push_update=False, out=None) -> int:
+def main(port=DEFAULT_PORT, workdir=DEFAULT_WORKDIR, push_update=False, out=None, kube=None) -> int:
     """What ``classroom-spawner demo`` runs."""
     out = out if out is not None else sys.stdout
     if push_update:
@@ -660,4 +670,4 @@ def main(port=DEFAULT_PORT, workdir=DEFAULT_WORKDIR, push_update=False, out=None
         for problem in problems:
             print(f"error: {problem}", file=sys.stderr)
         return 1
-    return asyncio.run(Demo(workdir, port=port, out=out).run())
+    return asyncio.run(Demo(workdir, port=port, out=out, kube=kube).run())

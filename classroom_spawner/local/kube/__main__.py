@@ -74,6 +74,14 @@ def build_parser():
         "--ready-file", help="write {url, token, kubeconfig, pid} here once listening"
     )
     p.add_argument("--config", help="JSON file with 'faults' and 'kubelet' settings")
+    p.add_argument(
+        "--backend",
+        choices=["standin", "real"],
+        default="standin",
+        help="standin: this package's API server; real: etcd, kube-apiserver,"
+        " kube-scheduler and kube-controller-manager built by `make k8s-binaries`"
+        " (docs/realkube.md), with the same process kubelet and provisioner as node",
+    )
     p.add_argument("--log-level", default="INFO", help="DEBUG logs every request")
 
     g = p.add_argument_group("API")
@@ -262,9 +270,21 @@ def configs_from_args(args):
     return Faults(**faults), KubeletConfig(**kubelet)
 
 
-async def _run(args):
+def _make(args):
     faults, kubelet = configs_from_args(args)
-    standin = KubeStandin(
+    if args.backend == "real":
+        from .realkube import RealKube
+
+        return RealKube(
+            args.state_dir,
+            faults=faults,
+            kubelet=kubelet,
+            token=args.token,
+            kubeconfig_path=args.kubeconfig,
+            namespace=args.namespace,
+            host=args.host,
+        )
+    return KubeStandin(
         args.state_dir,
         port=args.port,
         host=args.host,
@@ -278,12 +298,19 @@ async def _run(args):
         min_request_timeout=args.min_request_timeout,
         bookmark_interval=args.bookmark_interval,
     )
+
+
+async def _run(args):
+    standin = _make(args)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await standin.start()
-    print(f"Kubernetes stand-in: {standin.url}", flush=True)
+    if args.backend == "real":
+        print(f"Kubernetes {standin.version['gitVersion']}: {standin.url}", flush=True)
+    else:
+        print(f"Kubernetes stand-in: {standin.url}", flush=True)
     print(f"kubeconfig: {standin.kubeconfig_path}", flush=True)
     if args.ready_file:
         tmp = args.ready_file + ".tmp"
@@ -295,6 +322,14 @@ async def _run(args):
                     "kubeconfig": standin.kubeconfig_path,
                     "pid": os.getpid(),
                     "standin_id": standin.id,
+                    "backend": args.backend,
+                    "admin_url": getattr(standin, "admin_url", standin.url),
+                    "ca": (
+                        getattr(standin.cp, "ca_path", None)
+                        if args.backend == "real"
+                        else None
+                    ),
+                    "version": getattr(standin, "version", None),
                 },
                 f,
             )

@@ -33,9 +33,9 @@ log = logging.getLogger(__name__)
 
 PODS = RESOURCES["pods"]
 PVCS = RESOURCES["persistentvolumeclaims"]
-PREEMPTION = (
-    "preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling."
-)
+# what kube-scheduler v1.36.3 appends to its FailedScheduling message here (its
+# preemption step's result), seen against the real control plane (docs/realkube.md)
+PREEMPTION = "not found"
 
 
 class _Container:
@@ -316,6 +316,9 @@ class PodWorker:
             "schedulerName"
         ) or "default-scheduler"
         if self.scheduled:
+            # bound by a scheduler (the real one, or a manifest with nodeName)
+            self.start_time = self.start_time or rfc3339()
+            self._condition("PodScheduled", "True")
             return
         last = None
         while True:

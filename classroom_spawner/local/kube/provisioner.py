@@ -12,6 +12,12 @@ stays Pending, as in Kubernetes without pre-made volumes.
 The volume's reclaim policy is Delete: the directory is removed when the
 claim object is finally gone (after the ``pvc-protection`` finalizer let go,
 see :mod:`.controllers`), never before.
+
+On a real API server (a :class:`~.remote.RemoteRegistry`) it is an external
+provisioner of the ``standard`` StorageClass: with the same queue and delays,
+it creates a PersistentVolume (``hostPath`` the directory, ``claimRef`` the
+claim) and the real PV controller binds the claim to it; the PV controller
+itself records ``ExternalProvisioning`` and ``FailedBinding``.
 """
 
 import asyncio
@@ -28,6 +34,7 @@ log = logging.getLogger(__name__)
 
 PVCS = RESOURCES["persistentvolumeclaims"]
 PROVISIONER = "standin.local/hostpath"
+STORAGE_CLASS = "standard"
 
 
 class Provisioner:
@@ -44,6 +51,7 @@ class Provisioner:
         self._queued = set()
         self._attempts = collections.Counter()
         self._in_flight = set()
+        self._provisioned = set()
         self._wake = asyncio.Event()
         self._tasks = set()
         self._dispatcher = None
@@ -62,11 +70,28 @@ class Provisioner:
             *[t for t in [self._dispatcher, *self._tasks] if t], return_exceptions=True
         )
 
+    @property
+    def remote(self):
+        """On a real API server (:mod:`.remote`): PVs are made, its binder binds."""
+        return getattr(self.registry, "remote", False)
+
     def _on_change(self, resource, type_, obj, prev):
         if resource.plural != "persistentvolumeclaims":
             return
         meta = obj["metadata"]
         key = (meta["namespace"], meta["name"], meta["uid"])
+        if self.remote and type_ != DELETED:
+            # the real PV controller reports claims without a class (FailedBinding) and
+            # waits for the provisioner named by the claim's StorageClass
+            spec = obj.get("spec") or {}
+            if (
+                spec.get("storageClassName") == STORAGE_CLASS
+                and not spec.get("volumeName")
+                and not meta.get("deletionTimestamp")
+                and key not in self._provisioned
+            ):
+                self._enqueue(key)
+            return
         if type_ == ADDED:
             spec = obj.get("spec") or {}
             if spec.get("volumeName") or spec.get("storageClassName") == "":
@@ -77,10 +102,11 @@ class Provisioner:
         elif type_ == DELETED:
             volume = (obj.get("spec") or {}).get("volumeName")
             self._attempts.pop(key, None)
+            self._provisioned.discard(key)
             self.recorder.forget(meta["uid"])
             if volume:
                 path = os.path.join(self.volumes_dir, volume)
-                task = asyncio.ensure_future(self._remove_dir(path))
+                task = asyncio.ensure_future(self._remove_dir(path, volume))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
 
@@ -135,15 +161,15 @@ class Provisioner:
             pvc = self._current(key)
             if pvc is None or pvc["metadata"].get("deletionTimestamp"):
                 return
-            if not self._attempts[key]:
+            if not self._attempts[key] and not self.remote:
                 self.recorder.record(
                     pvc,
                     NORMAL,
                     "ExternalProvisioning",
                     f"Waiting for a volume to be created either by the external provisioner"
                     f" '{PROVISIONER}' or manually by the system administrator. If volume"
-                    " creation is delayed, please verify that your external provisioner is"
-                    " running and correctly registered.",
+                    " creation is delayed, please verify that the provisioner is running and"
+                    " correctly registered.",
                     "persistentvolume-controller",
                 )
             self._attempts[key] += 1
@@ -174,6 +200,20 @@ class Provisioner:
                 return
             volume = f"pvc-{key[2]}"
             os.makedirs(os.path.join(self.volumes_dir, volume), exist_ok=True)
+            if self.remote:
+                await self.registry.create_volume(
+                    pvc, volume, os.path.join(self.volumes_dir, volume), PROVISIONER
+                )
+                self._provisioned.add(key)
+                self._attempts.pop(key, None)
+                self.recorder.record(
+                    pvc,
+                    NORMAL,
+                    "ProvisioningSucceeded",
+                    f"Successfully provisioned volume {volume}",
+                    f"{PROVISIONER}_standin-node",
+                )
+                return
 
             def bind(obj):
                 spec = obj.setdefault("spec", {})
@@ -219,7 +259,10 @@ class Provisioner:
         if self._current(key) is not None:
             self._enqueue(key)
 
-    async def _remove_dir(self, path):
+    async def _remove_dir(self, path, volume=None):
+        if self.remote and volume:
+            # reclaim policy Delete: the provisioner deletes the released PV
+            await self.registry.delete_volume(volume)
         await asyncio.get_running_loop().run_in_executor(
             None, shutil.rmtree, path, True
         )

@@ -160,6 +160,8 @@ def cli_args(faults=None, kubelet=None):
 class StandinProcess:
     """The stand-in as a subprocess; stopped with SIGTERM (which kills its pods)."""
 
+    backend = "standin"
+
     def __init__(
         self,
         state_dir,
@@ -305,3 +307,49 @@ class StandinProcess:
 
     async def __aexit__(self, *exc):
         await asyncio.get_running_loop().run_in_executor(None, self.stop)
+
+
+class RealKubeProcess(StandinProcess):
+    """Like :class:`StandinProcess`, on a real control plane (:mod:`.realkube`).
+
+    ``url`` is kube-apiserver's (HTTPS, the CA in ``info["ca"]``); ``stats()``,
+    ``astats()`` and ``set_faults()`` go to the node agent's ``admin_url``.
+    """
+
+    backend = "real"
+
+    def __init__(self, state_dir, **kwargs):
+        kwargs["extra_args"] = ["--backend", "real", *kwargs.get("extra_args", ())]
+        super().__init__(state_dir, **kwargs)
+
+    def start(self, timeout=180):
+        return super().start(timeout)
+
+    @property
+    def version(self):
+        return self.info.get("version") or {}
+
+    def _request(self, method, path, body=None):
+        return HTTPRequest(
+            self.info["admin_url"] + path,
+            method=method,
+            headers={"Authorization": f"Bearer {self.token}"},
+            body=json.dumps(body) if body is not None else None,
+            request_timeout=30,
+        )
+
+
+def kube_backend():
+    """``$CLASSROOM_KUBE``: ``standin`` (the default) or ``real``."""
+    value = os.environ.get("CLASSROOM_KUBE", "standin") or "standin"
+    if value not in ("standin", "real"):
+        raise ValueError(f"$CLASSROOM_KUBE must be standin or real, not {value!r}")
+    return value
+
+
+def kube_process(state_dir, backend=None, **kwargs):
+    """A :class:`StandinProcess` or a :class:`RealKubeProcess`, by ``backend``
+    (default ``$CLASSROOM_KUBE``); both take the same arguments."""
+    backend = backend or kube_backend()
+    cls = RealKubeProcess if backend == "real" else StandinProcess
+    return cls(state_dir, **kwargs)
