@@ -129,10 +129,10 @@ class ClassroomLTI13CallbackHandler(LTI13CallbackHandler):
         try:
             id_token = await self._verified_launch()
         except InvalidAudienceError as e:
-            self.log.warning("LTI launch refused: %s", e)
+            self.log.warning("LTI launch refused: %s", str(e)[:300])
             raise titled_error(401, f"The launch was not meant for this hub: {e}", CANNOT_LOG_IN)
         except ValidationError as e:
-            self.log.warning("LTI launch refused: %s", e)
+            self.log.warning("LTI launch refused: %s", str(e)[:300])
             raise titled_error(
                 400, f"The launch from your course page could not be verified: {e}", CANNOT_LOG_IN
             )
@@ -354,6 +354,7 @@ class ClassroomLTI13Authenticator(RosterAuthenticatorMixin, LTI13Authenticator):
         self.platform_keys = JWKSCache(self.jwks_endpoint)
         self._tool_key = None
         self.lms_rosters: LMSRosters | None = None
+        self._lms_started: asyncio.Future | None = None
         if self.tool_private_key_file:
             from cryptography.hazmat.primitives.serialization import (
                 load_pem_private_key,
@@ -398,11 +399,18 @@ class ClassroomLTI13Authenticator(RosterAuthenticatorMixin, LTI13Authenticator):
     def get_handlers(self, app):
         return list(super().get_handlers(app)) + [(r"/lti13/jwks", ToolJWKSHandler)]
 
+    async def _start_lms_rosters(self) -> None:
+        """Read the saved lists from the LMS and start the schedule, once: at hub
+        start (with ``manage_roles``), else at the first login or refresh."""
+        if self.lms_rosters is None or self._lms_started is not None:
+            return
+        self._lms_started = asyncio.ensure_future(self.lms_rosters.load_state())
+        await self._lms_started
+        self.lms_rosters.start()
+
     async def load_managed_roles(self):
-        # first called once the event loop runs: the place to start the LMS sync
-        if self.lms_rosters is not None and self.lms_rosters._task is None:
-            await self.lms_rosters.load_state()
-            self.lms_rosters.start()
+        # JupyterHub calls it at start-up, on the running event loop
+        await self._start_lms_rosters()
         return await super().load_managed_roles()
 
     def tool_public_jwk(self) -> dict | None:
@@ -558,6 +566,9 @@ class ClassroomLTI13Authenticator(RosterAuthenticatorMixin, LTI13Authenticator):
         return claimed
 
     async def _memberships(self, username, auth_state):
+        await self._start_lms_rosters()
+        if self._lms_started is not None and not self._lms_started.done():
+            await asyncio.shield(self._lms_started)
         roster = await self.roster.current()
         rostered = roster.memberships(username)
         claimed = self._launch_memberships(auth_state, roster)

@@ -228,3 +228,36 @@ c.ClassroomLTI13Authenticator.enable_auth_state = True
         in out
     )
     assert "LMS art" not in out
+
+
+async def test_saved_lists_are_in_force_from_the_first_roster_check(write_file, tmp_path, monkeypatch):
+    """Without manage_roles (no load_managed_roles at start-up), the saved lists and
+    the schedule start at the first login or refresh."""
+    from traitlets.config import Config
+
+    from classroom_spawner.local.lti import private_pem
+    from classroom_spawner.lti import ClassroomLTI13Authenticator
+    from classroom_spawner.roster.nrps import CourseList, write_state
+
+    monkeypatch.chdir(tmp_path)
+    course_file = write_file("courses.yaml", "courses:\n  - id: ds101\n    lms_contexts: [c1]\n")
+    write_state(
+        str(tmp_path / "classroom-lms-rosters.json"),
+        {"ds101": CourseList(url="https://lms.example.edu/nrps/c1", members={"alice": Role.STUDENT}, synced_at=1.0)},
+    )
+    c = Config()
+    c.ClassroomRoster.course_files = [course_file]
+    c.ClassroomLTI13Authenticator.client_id = ["tool"]
+    c.ClassroomLTI13Authenticator.deployment_ids = ["d1"]
+    c.ClassroomLTI13Authenticator.nrps_token_url = "https://lms.example.edu/token"
+    c.ClassroomLTI13Authenticator.tool_private_key_file = write_file("key.pem", private_pem(new_key()))
+    c.ClassroomLTI13Authenticator.enable_auth_state = True
+    c.ClassroomLTI13Authenticator.nrps_sync_interval = 3600
+    auth = ClassroomLTI13Authenticator(config=c)
+    try:
+        _, courses, claimed, _ = await auth._memberships("alice", {})
+        assert courses == {"ds101": Role.STUDENT} and claimed == {}
+        assert auth.lms_rosters._task is not None  # the schedule runs
+    finally:
+        auth.lms_rosters.stop()
+        ClassroomRoster._shared.clear()

@@ -11,8 +11,13 @@ roster" (6.x) or "403 : Forbidden" (5.x) and then the text, once.
 
 from __future__ import annotations
 
+from jupyterhub._version import version_info
 from oauthenticator.oauth2 import OAuthCallbackHandler
 from tornado import web
+
+# JupyterHub 5.3 and later put an error's jupyterhub_message under the heading;
+# before, a reason replaced the message, so the page showed the title alone
+_SHOWS_JUPYTERHUB_MESSAGE = tuple(version_info[:2]) >= (5, 3)
 
 #: The heading of the page for someone on no roster.
 NOT_ON_A_ROSTER = "Not on a course roster"
@@ -23,6 +28,8 @@ CANNOT_LOG_IN = "Cannot log in"
 def titled_error(status: int, message: str, title: str) -> web.HTTPError:
     """An HTTPError whose page shows ``message`` once, under the heading ``title``."""
     # as an argument, so a '%' in the message cannot break the formatting
+    if not _SHOWS_JUPYTERHUB_MESSAGE:
+        return web.HTTPError(status, "%s", message)  # "403 : Forbidden", then the message
     error = web.HTTPError(status, "%s", message, reason=title)
     error.jupyterhub_message = message
     return error

@@ -47,6 +47,7 @@ class LaunchResult:
     text: str = ""
     session: requests.Session = field(default=None, repr=False)
     hub_url: str = ""
+    _page_viewed: bool = field(default=False, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -57,11 +58,28 @@ class LaunchResult:
         """The error page's text, roughly (for assertions on refusals)."""
         return unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", self.text))).strip()
 
+    def xsrf_token(self) -> str | None:
+        """The hub's ``_xsrf`` cookie that API requests send (the most specific path
+        that ``/hub/api/`` is under; the hub may set others, e.g. for its login pages)."""
+        best = None
+        for cookie in self.session.cookies:
+            path = cookie.path or "/"
+            if cookie.name == "_xsrf" and "/hub/api/".startswith(path.rstrip("/") + "/"):
+                if best is None or len(path) > len(best.path or "/"):
+                    best = cookie
+        return best.value if best else None
+
     def api(self, method: str, path: str, **kwargs) -> requests.Response:
-        xsrf = self.session.cookies.get("_xsrf")
-        headers = kwargs.pop("headers", {})
-        if xsrf:
-            headers["X-XSRFToken"] = xsrf
+        """``{hub}/hub/api/{path}`` with this login's cookies (and the xsrf token)."""
+        if method.upper() not in ("GET", "HEAD") and not self._page_viewed:
+            # the hub sets an _xsrf cookie for the logged-in session on page views
+            # (JupyterHub 5.1 refuses the one from before the login)
+            self.session.get(self.hub_url.rstrip("/") + "/hub/home", timeout=30)
+            self._page_viewed = True
+        headers = dict(kwargs.pop("headers", None) or {})
+        token = self.xsrf_token()
+        if token:
+            headers.setdefault("X-XSRFToken", token)
         return self.session.request(
             method,
             self.hub_url.rstrip("/") + "/hub/api/" + path.lstrip("/"),
