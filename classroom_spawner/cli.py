@@ -20,7 +20,7 @@ import yaml
 from tornado import web
 
 from .hubconfig import ConfigFileError, load_hub_config
-from .offline import build_spawner, render_manifests
+from .offline import build_spawner, configured_class, render_manifests
 from .profiles import images_of
 from .roster import ClassroomRoster, Role, RosterError, normalize_username
 
@@ -90,9 +90,13 @@ def cmd_check(args, out) -> int:
             for i, (cell, w) in enumerate(zip(row, widths))
         ]
         print("  " + "  ".join(cells).rstrip(), file=out)
+    for line in _volume_merges(config, roster):
+        print(_printable(line), file=out)
     for line in _lms_lines(config, roster, args.config):
         print(_printable(line), file=out)
-    warnings = [*roster_config.warnings, *_config_warnings(config)]
+    for note in _config_notes(config):
+        print(f"note: {note}", file=out)
+    warnings = [*roster_config.warnings, *_config_warnings(config, roster)]
     for warning in warnings:
         print(f"warning: {_printable(warning)}", file=out)
     print("OK" + (f" ({len(warnings)} warning{'s' if len(warnings) != 1 else ''})" if warnings else ""), file=out)
@@ -115,28 +119,20 @@ def _authenticator_problems(config) -> list[str]:
     """Build the configured classroom authenticator as the hub would at start,
     so settings that would stop the hub (a claim mapped to an unknown course,
     colliding group names, ...) are reported here first."""
-    name = config.get("JupyterHub", {}).get("authenticator_class", "")
-    classes = {
-        "classroom": "ClassroomOAuthenticator",
-        "classroom-github": "ClassroomGitHubOAuthenticator",
-        "classroom_spawner.auth.ClassroomOAuthenticator": "ClassroomOAuthenticator",
-        "classroom_spawner.auth.ClassroomGitHubOAuthenticator": "ClassroomGitHubOAuthenticator",
-    }
-    if not isinstance(name, str):
-        name = f"{getattr(name, '__module__', '')}.{getattr(name, '__name__', '')}"
-    if name not in classes:
+    from .authz.mixin import RosterAuthenticatorMixin
+
+    cls = configured_class(config, "authenticator_class")
+    if not (isinstance(cls, type) and issubclass(cls, RosterAuthenticatorMixin)):
         return []
     import logging
 
     from traitlets import TraitError
 
-    from . import auth
-
     quiet = logging.getLogger("classroom-spawner.check")
     quiet.addHandler(logging.NullHandler())
     quiet.propagate = False
     try:
-        getattr(auth, classes[name])(config=config, log=quiet)
+        cls(config=config, log=quiet)
     except RosterError:
         raise
     except (ValueError, TraitError) as e:
@@ -144,20 +140,68 @@ def _authenticator_problems(config) -> list[str]:
     return []
 
 
-def _config_warnings(config) -> list[str]:
+def _config_warnings(config, roster) -> list[str]:
     """Settings that work but will hurt a classroom (printed by check)."""
-    from .spawner import ClassroomSpawner, hub_spawn_limit_warning
+    from .spawner import ClassroomSpawner, configured_hub_spawn_limit, hub_spawn_limit_warning
 
-    spawner_class = config.get("JupyterHub", {}).get("spawner_class", "")
-    if spawner_class not in ("classroom", ClassroomSpawner, "classroom_spawner.spawner.ClassroomSpawner"):
+    spawner_class = configured_class(config, "spawner_class")
+    if not (isinstance(spawner_class, type) and issubclass(spawner_class, ClassroomSpawner)):
         return []
-    limit = ClassroomSpawner.class_traits()["first_spawn_limit"].default_value
-    for section in ("ClassroomSpawner", "KubeSpawner", "Spawner"):
-        if "first_spawn_limit" in config.get(section, {}):
-            limit = config[section]["first_spawn_limit"]
-            break
-    warning = hub_spawn_limit_warning(config, limit)
-    return [warning] if warning else []
+    spawner = asyncio.run(build_spawner(config, "classroom-check"))
+    warnings = []
+    warning = hub_spawn_limit_warning(configured_hub_spawn_limit(config), spawner.first_spawn_limit)
+    if warning:
+        warnings.append(warning)
+    return warnings
+
+
+def _config_notes(config) -> list[str]:
+    """What works, but may surprise (printed by check; not warnings)."""
+    from .queue_api import SpawnQueueAPIMixin
+    from .spawner import ClassroomSpawner
+
+    spawner_class = configured_class(config, "spawner_class")
+    if not (isinstance(spawner_class, type) and issubclass(spawner_class, ClassroomSpawner)):
+        return []
+    authenticator = configured_class(config, "authenticator_class")
+    if isinstance(authenticator, type) and issubclass(authenticator, SpawnQueueAPIMixin):
+        return []
+    return [
+        "the authenticator does not serve the spawn-queue API (classroom-spawner queue,"
+        " GET /hub/api/classroom/spawn-queue); the queue works without it. To serve it, put"
+        " classroom_spawner.queue_api.SpawnQueueAPIMixin first among the authenticator's bases"
+        " (docs/queue.md)"
+    ]
+
+
+def _volume_merges(config, roster) -> list[str]:
+    """What a course's volumes override will give its servers (printed by check)."""
+    from .mounts import describe, merged_override
+    from .spawner import ClassroomSpawner
+
+    spawner_class = configured_class(config, "spawner_class")
+    if not (isinstance(spawner_class, type) and issubclass(spawner_class, ClassroomSpawner)):
+        return []
+    courses = [
+        c
+        for c in roster.courses.values()
+        if {"volumes", "volume_mounts"} & set(c.kubespawner_override)
+    ]
+    if not courses:
+        return []
+    spawner = asyncio.run(build_spawner(config, "classroom-check"))
+    current = {"volumes": spawner.volumes, "volume_mounts": spawner.volume_mounts}
+    lines = []
+    for course in courses:
+        merged = merged_override(course.kubespawner_override, current)
+        volumes = merged.get("volumes", spawner.volumes)
+        mounts = merged.get("volume_mounts", spawner.volume_mounts)
+        if isinstance(volumes, dict) and isinstance(course.kubespawner_override.get("volumes"), dict):
+            volumes = {**spawner.volumes, **volumes}
+        if isinstance(mounts, dict) and isinstance(course.kubespawner_override.get("volume_mounts"), dict):
+            mounts = {**spawner.volume_mounts, **mounts}
+        lines.append(f"{course.id}: volumes " + "; ".join(describe(volumes, mounts)))
+    return lines
 
 
 def cmd_profiles(args, out) -> int:

@@ -17,7 +17,6 @@ from typing import Any
 
 from traitlets.config import Config
 
-from .profiles import InvalidOptions, resolve_user_options
 from .roster import normalize_username
 
 _DUMMY_KUBECONFIG = """\
@@ -78,12 +77,35 @@ def stand_in_hub() -> SimpleNamespace:
     )
 
 
+def configured_class(config: Config, trait: str):
+    """The class ``c.JupyterHub.<trait>`` names (``spawner_class`` or
+    ``authenticator_class``), resolved the way JupyterHub resolves it: an entry
+    point name such as ``"classroom"``, a dotted path, or the class itself.
+    None if it is not set or cannot be resolved."""
+    from jupyterhub.app import JupyterHub
+    from traitlets import HasTraits, TraitError
+
+    value = config.get("JupyterHub", {}).get(trait)
+    if not value:
+        return None
+    holder = type("ConfiguredClass", (HasTraits,), {trait: JupyterHub.class_traits()[trait]})()
+    try:
+        setattr(holder, trait, value)
+    except (TraitError, ImportError):
+        return None
+    return getattr(holder, trait)
+
+
 async def build_spawner(config: Config, username: str, *, admin: bool = False):
-    """A ClassroomSpawner for ``username`` as the hub would configure it."""
+    """The configured ClassroomSpawner (or subclass) for ``username``, as the hub
+    would build it."""
     ensure_kubeconfig()
     from .spawner import ClassroomSpawner
 
-    return ClassroomSpawner(config=config, user=stand_in_user(username, admin=admin), hub=stand_in_hub())
+    spawner_class = configured_class(config, "spawner_class")
+    if not (isinstance(spawner_class, type) and issubclass(spawner_class, ClassroomSpawner)):
+        spawner_class = ClassroomSpawner
+    return spawner_class(config=config, user=stand_in_user(username, admin=admin), hub=stand_in_hub())
 
 
 async def render_manifests(
@@ -91,15 +113,17 @@ async def render_manifests(
 ) -> dict[str, Any]:
     """The PVC and pod manifests ``username`` would get, as Kubernetes JSON."""
     spawner = await build_spawner(config, username, admin=admin)
-    from .spawner import user_error
-
     from kubernetes_asyncio.client import ApiClient
+
+    from .jhcompat import user_error
+    from .profiles import InvalidOptions, select
 
     options = {"profile": profile} if profile else {}
     try:
         # an explicit --profile is checked like a submitted choice: an error,
         # not the fallback a stale saved choice gets
-        resolve_user_options(options, await spawner.classroom_profiles())
+        roster = await spawner.roster.current()
+        select(options, await spawner.classroom_profiles(), roster.courses, submitted=True)
     except InvalidOptions as e:
         raise user_error(str(e)) from None
     spawner.user_options = options

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import copy
 import re
+from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
+from .roster.errors import shown
 from .roster.model import Course, Role
 
 # the value KubeSpawner's form (and ours) submits when "Other..." is picked
@@ -180,7 +182,7 @@ def resolve_user_options(
         profile = profiles[0]
     elif not isinstance(requested, str) or requested not in slugs:
         raise InvalidOptions(
-            f"profile {str(requested)!r} is not available to you; choose one of: {', '.join(slugs)}"
+            f"profile {shown(requested)} is not available to you; choose one of: {', '.join(slugs)}"
         )
     else:
         profile = profiles[slugs.index(requested)]
@@ -190,8 +192,11 @@ def resolve_user_options(
     unknown = sorted(str(k) for k in user_options if k not in allowed_keys)
     if unknown:
         offered = ", ".join(sorted(allowed_keys))
+        named = ", ".join(shown(k, 40) for k in unknown[:5])
+        if len(unknown) > 5:
+            named += f" and {len(unknown) - 5} more"
         raise InvalidOptions(
-            f"unknown server option{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}"
+            f"unknown server option{'s' if len(unknown) > 1 else ''} {named}"
             f" for profile {profile['slug']!r}; accepted: {offered}"
         )
 
@@ -212,16 +217,89 @@ def resolve_user_options(
             regex = unlisted.get("validation_regex")
             if regex and not re.fullmatch(regex, free_text):
                 hint = unlisted.get("validation_message") or f"it must match {regex}"
-                raise InvalidOptions(f"option {name!r}: {free_text!r} is not accepted ({hint})")
+                raise InvalidOptions(f"option {name!r}: {shown(free_text)} is not accepted ({hint})")
             resolved[name + UNLISTED_SUFFIX] = free_text
         elif choice not in (None, ""):
             names = _choice_names(option)
             if not isinstance(choice, str) or choice not in names:
                 raise InvalidOptions(
-                    f"option {name!r}: {str(choice)!r} is not one of the choices ({', '.join(names)})"
+                    f"option {name!r}: {shown(choice)} is not one of the choices ({', '.join(names)})"
                 )
             resolved[name] = choice
     return resolved
+
+
+@dataclass(frozen=True)
+class Selection:
+    """One spawn's checked choice: made once, read by everything that needs it.
+
+    ``options`` is what KubeSpawner applies (always naming the profile),
+    ``profile`` the chosen profile, ``course`` its course (None for an
+    admin-only profile), ``notice`` what the spawn page should say when saved
+    options had to fall back, and ``profiles`` every profile the user had to
+    choose from.
+    """
+
+    options: dict[str, Any]
+    profile: dict[str, Any]
+    course: Course | None
+    notice: str | None
+    profiles: tuple[dict[str, Any], ...]
+
+
+def select(
+    user_options: Any,
+    profiles: list[dict[str, Any]],
+    courses: Mapping[str, Course],
+    *,
+    submitted: bool,
+) -> Selection:
+    """Check ``user_options`` against the user's ``profiles`` and settle the spawn's choice.
+
+    Options the user ``submitted`` (a form, a REST body, a query) must be valid:
+    InvalidOptions otherwise. Options JupyterHub saved from an earlier start
+    may have become invalid (the user left that course, an option was
+    removed): they fall back, with a notice that says truthfully what changed.
+    A saved profile still on offer is kept and only its options are reset;
+    otherwise the first profile is used.
+    """
+    notice = None
+    try:
+        resolved = resolve_user_options(user_options, profiles)
+    except InvalidOptions as e:
+        if submitted:
+            raise
+        resolved, notice = _fall_back(user_options, profiles, e)
+    profile = next(p for p in profiles if p["slug"] == resolved["profile"])
+    course_id = (profile.get("classroom") or {}).get("course")
+    return Selection(
+        options=resolved,
+        profile=profile,
+        course=courses.get(course_id) if course_id else None,
+        notice=notice,
+        profiles=tuple(profiles),
+    )
+
+
+def _fall_back(saved: Any, profiles: list[dict[str, Any]], why: InvalidOptions):
+    previous = saved.get("profile") if isinstance(saved, dict) else None
+    by_slug = {p["slug"]: p for p in profiles}
+    if isinstance(previous, str) and previous in by_slug:
+        # the course is still theirs: only its options changed
+        profile = by_slug[previous]
+        return {"profile": previous}, (
+            f"Your last options for {profile['display_name']} are not available any more"
+            f" ({why}); starting it with its default options."
+        )
+    first = profiles[0]
+    if previous not in (None, ""):
+        return {"profile": first["slug"]}, (
+            f"Your last choice ({shown(previous)}) is not available to you any more;"
+            f" starting {first['display_name']} instead."
+        )
+    return {"profile": first["slug"]}, (
+        f"Your last server options are not available any more; starting {first['display_name']}."
+    )
 
 
 def options_from_form(formdata: Mapping[str, list]) -> dict[str, Any]:

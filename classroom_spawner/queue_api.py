@@ -6,8 +6,19 @@ whose servers they may read: an admin sees everyone, an instructor with
 ``read:servers!group=ds101`` sees the students of ds101, and a student sees
 themself.
 
-ClassroomOAuthenticator registers it; with another authenticator add it with
-``c.JupyterHub.extra_handlers = [(r"/api/classroom/spawn-queue", SpawnQueueAPIHandler)]``.
+The queues are the spawner's, but only an authenticator can add API handlers
+to the hub (``Authenticator.get_handlers``): every classroom authenticator
+serves it, and :class:`SpawnQueueAPIMixin` adds it to any other, e.g.::
+
+    from jupyterhub.auth import DummyAuthenticator
+    from classroom_spawner.queue_api import SpawnQueueAPIMixin
+
+    class Authenticator(SpawnQueueAPIMixin, DummyAuthenticator):
+        pass
+
+    c.JupyterHub.authenticator_class = Authenticator
+
+Without it the queue works the same; only this admin view is missing.
 """
 
 from __future__ import annotations
@@ -75,3 +86,11 @@ class SpawnQueueAPIHandler(APIHandler):
 def queue_handlers() -> list[tuple[str, type]]:
     """Handlers to register in the hub (paths are relative to the hub prefix)."""
     return [(SPAWN_QUEUE_API_PATH, SpawnQueueAPIHandler)]
+
+
+class SpawnQueueAPIMixin:
+    """Serve ``GET /hub/api/classroom/spawn-queue`` from any authenticator: put it
+    first among the bases of an Authenticator class."""
+
+    def get_handlers(self, app):
+        return list(super().get_handlers(app)) + queue_handlers()

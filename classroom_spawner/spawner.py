@@ -1,75 +1,58 @@
 """ClassroomSpawner: KubeSpawner with course profiles, per-user volumes and lessons.
 
-The class holds the configuration and wires KubeSpawner's public hooks to
-small modules that do the work and can be tested without a hub or a cluster:
-:mod:`classroom_spawner.profiles` (what a user may pick, and checking it),
-:mod:`classroom_spawner.lessons` (the lesson sync init container), and
-:mod:`classroom_spawner.roster` (who is in which course).
+The class holds the configuration and wires KubeSpawner's and JupyterHub's
+public hooks to small modules that do the work and can be tested without a hub
+or a cluster: :mod:`classroom_spawner.profiles` (what a user may pick, and the
+one checked selection a spawn uses), :mod:`classroom_spawner.spawnqueue` (the
+admission through the spawn queues), :mod:`classroom_spawner.lessons` (the
+lesson sync init container), :mod:`classroom_spawner.mounts` (course volumes
+merged into the hub's), :mod:`classroom_spawner.jhcompat` (what differs
+between JupyterHub versions) and :mod:`classroom_spawner.roster` (who is in
+which course).
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import os
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
-from jupyterhub.utils import maybe_future
 from jinja2 import Environment, FileSystemLoader, select_autoescape
-from markupsafe import Markup, escape
+from jupyterhub.utils import maybe_future
+from kubernetes_asyncio.client.exceptions import ApiException
+from kubernetes_asyncio.client.models import V1Container
 from kubespawner import KubeSpawner
+from kubespawner.utils import get_k8s_model
 from tornado import web
 from traitlets import Dict, Float, Integer, List, TraitError, Unicode, default, validate
 
-from kubernetes_asyncio.client.models import V1Container
-from kubespawner.utils import get_k8s_model
-
 from . import profiles as profiles_mod
+from .authz.claims import merge_memberships
 from .authz.state import claimed_courses
+from .jhcompat import discount_refusal, options_submitted, user_error
 from .lessons.initcontainer import CONTAINER_NAME as LESSON_CONTAINER
-from .lessons.initcontainer import build_init_container, parse_termination_message
+from .lessons.initcontainer import (
+    DEFAULT_RESOURCES,
+    build_init_container,
+    parse_termination_message,
+)
 from .metrics import SPAWN_QUEUE_WAIT_SECONDS, observe_queue
-from .spawnqueue import describe_wait, shared_queue, update_interval
+from .mounts import merged_profile, uses_pvc_name
 from .roster import ClassroomRoster, Role
-
-try:  # JupyterHub >= 6: policy rejections that don't count as spawn failures
-    from jupyterhub.spawner import SpawnException
-except ImportError:  # pragma: no cover - JupyterHub 5.x
-    SpawnException = None
+from .spawnqueue import Admission, AdmissionTimeout, Need, shared_queue
 
 TEMPLATES = os.path.join(os.path.dirname(__file__), "templates")
 
-# query arguments JupyterHub itself uses on /hub/spawn; anything else is a spawn option
-_RESERVED_QUERY_ARGS = {"next", "display_name", "_xsrf"}
+__all__ = ["ClassroomSpawner", "hub_spawn_limit_warning", "user_error"]
 
 
-def user_error(message: str, *, status: int = 400, reason: str = "invalid-options") -> web.HTTPError:
-    """An error caused by what a user asked for, shown to them as is.
-
-    On JupyterHub 6 a SpawnException, which does not count towards
-    ``consecutive_failure_limit``; on 5.x an HTTPError with the message
-    JupyterHub shows on the spawn page.
-    """
-    if SpawnException is not None:
-        return SpawnException(message, reason=reason, status_code=status)
-    error = web.HTTPError(status, message)
-    error.jupyterhub_message = message
-    return error
-
-
-def hub_spawn_limit_warning(config, first_spawn_limit: int) -> str | None:
+def hub_spawn_limit_warning(hub_limit: int, first_spawn_limit: int) -> str | None:
     """Why JupyterHub's own ``concurrent_spawn_limit`` would defeat the first-spawn
     queue, or None. JupyterHub counts spawns waiting in our line as pending and
     answers "429 Too many users" beyond its limit, so a burst larger than that
     limit gets errors instead of places in line."""
-    from jupyterhub.app import JupyterHub
-
-    if JupyterHub.initialized():  # in the hub: the value it runs with, however it was set
-        hub_limit = JupyterHub.instance().concurrent_spawn_limit
-    else:
-        hub_config = config.get("JupyterHub", {}) if config else {}
-        default = JupyterHub.class_traits()["concurrent_spawn_limit"].default_value
-        hub_limit = hub_config.get("concurrent_spawn_limit", default)
     if not first_spawn_limit or not hub_limit:
         return None
     return (
@@ -81,17 +64,20 @@ def hub_spawn_limit_warning(config, first_spawn_limit: int) -> str | None:
     )
 
 
-def _brace_safe(value):
-    """Escape a value for HTML, and its braces too: JupyterHub renders the form
-    through Jinja a second time, so a course title must not read as a template."""
-    text = escape(value if value is not None else "")
-    return Markup(str(text).replace("{", "&#123;").replace("}", "&#125;"))
+def configured_hub_spawn_limit(config) -> int:
+    """``c.JupyterHub.concurrent_spawn_limit`` as a config sets it, else JupyterHub's default."""
+    from jupyterhub.app import JupyterHub
+
+    hub_config = config.get("JupyterHub", {}) if config else {}
+    default_limit = JupyterHub.class_traits()["concurrent_spawn_limit"].default_value
+    return hub_config.get("concurrent_spawn_limit", default_limit)
 
 
+# JupyterHub puts the form into its spawn page as it is (``| safe``), never through
+# Jinja a second time: autoescaping is all a course title or description needs
 _FORM_TEMPLATE = Environment(
     loader=FileSystemLoader(TEMPLATES),
     autoescape=select_autoescape(default=True),
-    finalize=_brace_safe,
 ).get_template("classroom_form.html")
 
 
@@ -100,8 +86,17 @@ def _options_applied_at_start(spawner, user_options):
 
 
 async def _classroom_profile_list(spawner: ClassroomSpawner) -> list[dict[str, Any]]:
-    """KubeSpawner's ``profile_list`` for ClassroomSpawner: the user's course profiles."""
-    return await spawner.classroom_profiles()
+    """KubeSpawner's ``profile_list``: the profiles of this spawn's selection (the
+    user's courses), so KubeSpawner applies exactly what was checked."""
+    return await spawner.kubespawner_profiles()
+
+
+class _Entry(NamedTuple):
+    """How a spawn got in: its selection, and its admission through the queues
+    (None when it needed no queue). Resolved once per spawn, for progress()."""
+
+    selection: profiles_mod.Selection | None
+    admission: Admission | None
 
 
 class ClassroomSpawner(KubeSpawner):
@@ -168,15 +163,29 @@ class ClassroomSpawner(KubeSpawner):
     )
 
     home_mount_path = Unicode(
-        "/home/jovyan",
         config=True,
         help="""
-        Where each user's volume is mounted in their server: their home
-        directory. Lesson repos are cloned below it.
+        Where each user's home is mounted in their server. Lesson repos are
+        cloned below it. May be a template like KubeSpawner's mount paths
+        (``/home/{username}``).
 
-        The default matches the Jupyter Docker Stacks images.
+        The default is the mount path of the hub's ``home`` mount when
+        ``volume_mounts`` is configured (as Zero to JupyterHub configures it
+        from ``singleuser.storage.homeMountPath``), else ``/home/jovyan``, which
+        matches the Jupyter Docker Stacks images.
         """,
     )
+
+    @default("home_mount_path")
+    def _home_mount_path_default(self):
+        if self.trait_has_value("volume_mounts"):
+            mounts = self.volume_mounts
+            entries = mounts.items() if isinstance(mounts, dict) else [(None, m) for m in mounts]
+            for key, mount in entries:
+                if isinstance(mount, dict) and "home" in (key, mount.get("name")):
+                    if mount.get("mountPath"):
+                        return mount["mountPath"]
+        return "/home/jovyan"
 
     first_spawn_limit = Integer(
         20,
@@ -189,7 +198,10 @@ class ClassroomSpawner(KubeSpawner):
         A first spawn is one whose user has no home volume yet: it provisions
         a disk, may pull the image onto a fresh node and clones the lessons in
         full, so a lecture hall of them at once is what overwhelms a cluster.
-        Returning users (their volume exists) are not queued.
+        Returning users (their volume exists) are not queued. With a shared
+        home (one NFS volume with a subPath per user, Z2JH's
+        ``storage.type: static``) or no storage, no spawn provisions a disk, so
+        none is a first spawn; use :attr:`spawn_limit` to pace those.
 
         Choose N from what your storage can provision in parallel: start at
         about twice the number of volumes your provisioner creates at once
@@ -279,6 +291,52 @@ class ClassroomSpawner(KubeSpawner):
         """,
     )
 
+    lesson_token_username = Unicode(
+        "",
+        config=True,
+        help="""
+        The user name sent with the lesson token. Empty (the default) suits
+        GitHub tokens; GitLab deploy tokens need the token's user name, GitLab
+        project and group access tokens any non-empty name (e.g. ``oauth2``).
+
+        Example::
+
+            c.ClassroomSpawner.lesson_token_username = "gitlab+deploy-token-42"
+        """,
+    )
+
+    lesson_sync_resources = Dict(
+        config=True,
+        help="""
+        CPU and memory of the lesson sync init container, as a Kubernetes
+        ``resources`` dict. The default (50m CPU / 64Mi requested, 1 CPU / 512Mi
+        limit) covers lesson-sized repos; git's index-pack is the hungry part of
+        a clone, so a repo with large files or a long history needs more memory.
+
+        Example::
+
+            c.ClassroomSpawner.lesson_sync_resources = {
+                "requests": {"cpu": "100m", "memory": "256Mi"},
+                "limits": {"cpu": "2", "memory": "2Gi"},
+            }
+        """,
+    )
+
+    @default("lesson_sync_resources")
+    def _lesson_sync_resources_default(self):
+        return copy.deepcopy(DEFAULT_RESOURCES)
+
+    @validate("lesson_sync_resources")
+    def _validate_lesson_sync_resources(self, proposal):
+        value = proposal["value"]
+        for key, amounts in value.items():
+            if key not in ("requests", "limits") or not isinstance(amounts, dict):
+                raise TraitError(
+                    "c.ClassroomSpawner.lesson_sync_resources: expected"
+                    ' {"requests": {...}, "limits": {...}}, got key %r' % (key,)
+                )
+        return value
+
     # -- storage and identity defaults: a persistent home, files owned by the student ----
 
     @default("uid")
@@ -297,7 +355,10 @@ class ClassroomSpawner(KubeSpawner):
 
     @default("storage_pvc_ensure")
     def _storage_pvc_ensure_default(self):
-        return True
+        # a volume of one's own, but only where a volume uses it: with a shared
+        # home (Z2JH storage.type static: one claim, a subPath per user) or no
+        # storage, a claim-<user> PVC would be made that nothing mounts
+        return uses_pvc_name(self.volumes)
 
     @default("storage_capacity")
     def _storage_capacity_default(self):
@@ -318,7 +379,7 @@ class ClassroomSpawner(KubeSpawner):
     def _volume_mounts_default(self):
         return [{"name": "home", "mountPath": self.home_mount_path}]
 
-    # -- profiles ---------------------------------------------------------------------
+    # -- set-up -----------------------------------------------------------------------
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -336,25 +397,36 @@ class ClassroomSpawner(KubeSpawner):
             )
         self.profile_list = _classroom_profile_list
         self.roster = ClassroomRoster.from_config(self.config, self.log)
-        if not ClassroomSpawner._hub_limit_checked:
-            ClassroomSpawner._hub_limit_checked = True
-            warning = hub_spawn_limit_warning(self.config, self.first_spawn_limit)
-            if warning:
-                self.log.warning(warning)
-        self.classroom_course = None
-        self._fallback_notice = None
         self._auth_state = None
-        self._tickets: list = []
-        # _queue_decided: this spawn has its place in line, or needs none.
-        # _queueing_done: it got every slot it needs (or gave up).
-        # Both are cleared when the spawn ends, for the next one.
-        self._queue_decided = asyncio.Event()
-        self._queueing_done = asyncio.Event()
+        # the options of the last start this spawner accepted, as JupyterHub had
+        # saved them (kept in the spawner's state): what a refused request restores
+        self._accepted_options: dict | None = None
+        self._forget_spawn()
+
+    def _forget_spawn(self) -> None:
+        """Nothing of a spawn carries over to the next one."""
+        self._selection: profiles_mod.Selection | None = None
+        self._selection_roster = None
+        self._entry: asyncio.Future | None = None
+
+    def get_state(self):
+        state = super().get_state()
+        if self._accepted_options is not None:
+            state["classroom_accepted_options"] = self._accepted_options
+        return state
+
+    def load_state(self, state):
+        super().load_state(state)
+        accepted = state.get("classroom_accepted_options")
+        if isinstance(accepted, dict):
+            self._accepted_options = accepted
 
     async def run_auth_state_hook(self, auth_state):
         # keep what the authenticator learned (courses the identity provider asserts)
         self._auth_state = auth_state
         return await super().run_auth_state_hook(auth_state)
+
+    # -- profiles ---------------------------------------------------------------------
 
     def _requester_is_admin(self) -> bool:
         """Is the person asking for this server (maybe not its owner) a hub admin?"""
@@ -366,34 +438,103 @@ class ClassroomSpawner(KubeSpawner):
             and getattr(requester, "admin", False)
         )
 
+    def _memberships_in(self, roster) -> dict[str, Role]:
+        claimed = {
+            course: role
+            for course, role in claimed_courses(self._auth_state).items()
+            if course in roster.courses
+        }
+        return merge_memberships(roster.memberships(self.user.name), claimed)
+
     async def memberships(self) -> dict[str, Role]:
         """The user's courses and roles: the roster's, plus any the identity
         provider asserted at login (kept in auth state by the authenticator)."""
-        roster = await self.roster.current()
-        found = dict(roster.memberships(self.user.name))
-        for course_id, role in claimed_courses(self._auth_state).items():
-            if course_id in roster.courses and (
-                course_id not in found or role.rank > found[course_id].rank
-            ):
-                found[course_id] = role
-        return found
+        return self._memberships_in(await self.roster.current())
 
-    async def classroom_profiles(self) -> list[dict[str, Any]]:
-        """The profiles this user may start, first one the default.
-
-        Raises the user-facing "no course" error when there are none.
-        """
-        roster = await self.roster.current()
+    def _profiles_in(self, roster) -> list[dict[str, Any]]:
         admin = bool(getattr(self.user, "admin", False)) or self._requester_is_admin()
         try:
             return profiles_mod.profiles_for(
-                await self.memberships(),
+                self._memberships_in(roster),
                 roster.courses,
                 admin=admin,
                 admin_profiles=self.admin_profiles,
             )
         except profiles_mod.NoProfiles:
             raise user_error(self.no_course_message, status=403, reason="no-course") from None
+
+    async def classroom_profiles(self) -> list[dict[str, Any]]:
+        """The profiles this user may start, first one the default.
+
+        Raises the user-facing "no course" error when there are none.
+        """
+        return self._profiles_in(await self.roster.current())
+
+    async def profile_selection(self, *, recheck: bool = True) -> profiles_mod.Selection:
+        """This spawn's checked choice of profile, course and options.
+
+        Made at its first use in a spawn from ``user_options``; made again only
+        when the roster changed since (``recheck``), so that a student dropped
+        from a course while waiting in line is told so. Submitted options that
+        are not the user's to choose are refused with a 400-class error; saved
+        ones that are no longer valid fall back, with a notice (see
+        :func:`classroom_spawner.profiles.select`).
+        """
+        if self._selection is not None and not recheck:
+            return self._selection
+        roster = await self.roster.current()
+        if self._selection is None or self._selection_roster is not roster:
+            profiles = self._profiles_in(roster)
+            try:
+                selection = profiles_mod.select(
+                    self.user_options,
+                    profiles,
+                    roster.courses,
+                    submitted=options_submitted(self.handler),
+                )
+            except profiles_mod.InvalidOptions as e:
+                self.log.warning("Refusing server options for %s: %s", self._log_name, e)
+                raise user_error(f"Cannot start your server: {e}") from None
+            if selection.notice:
+                self.log.warning(
+                    "Saved server options for %s are no longer valid; using profile %s",
+                    self._log_name,
+                    selection.options["profile"],
+                )
+            self._selection, self._selection_roster = selection, roster
+        return self._selection
+
+    async def _spawn_selection(self) -> profiles_mod.Selection:
+        """The selection, inside a spawn: a refusal here is not a spawn failure."""
+        try:
+            selection = await self.profile_selection()
+        except web.HTTPError:
+            self._refused()
+            raise
+        if self._accepted_options != self.user_options and isinstance(self.user_options, dict):
+            self._accepted_options = copy.deepcopy(self.user_options)
+        return selection
+
+    def _refused(self) -> None:
+        """A spawn is refused: it must not count as a failure, nor change later starts.
+
+        JupyterHub saved the refused request's options for the next start
+        before the spawner saw them; put back what was saved before.
+        """
+        discount_refusal(self.handler)
+        if not options_submitted(self.handler) or self.orm_spawner is None:
+            return
+        self.orm_spawner.user_options = copy.deepcopy(self._accepted_options or {})
+        if self.db is not None:
+            self.db.commit()
+
+    async def kubespawner_profiles(self) -> list[dict[str, Any]]:
+        """The profiles KubeSpawner applies: this spawn's selection's, with course
+        volumes merged into the hub's (see :mod:`classroom_spawner.mounts`)."""
+        if self._selection is None:
+            return await self.classroom_profiles()
+        current = {"volumes": self.volumes, "volume_mounts": self.volume_mounts}
+        return [merged_profile(profile, current) for profile in self._selection.profiles]
 
     @default("options_form")
     def _options_form_default(self):
@@ -416,7 +557,7 @@ class ClassroomSpawner(KubeSpawner):
     @default("apply_user_options")
     def _apply_user_options_default(self):
         # JupyterHub >= 5.3 warns about user_options no hook applies; here
-        # check_user_options and KubeSpawner's load_user_options apply them at start
+        # profile_selection and KubeSpawner's load_user_options apply them at start
         return _options_applied_at_start
 
     @default("options_from_form")
@@ -424,7 +565,8 @@ class ClassroomSpawner(KubeSpawner):
         return self._classroom_options_from_form
 
     async def _classroom_options_from_form(self, formdata, spawner=None):
-        """Parse and check the form. A bad choice re-shows the form with the error."""
+        """Parse and check the form. A bad choice re-shows the form with the error
+        (before any spawn: JupyterHub counts nothing)."""
         spawner = spawner or self
         options = profiles_mod.options_from_form(formdata)
         try:
@@ -432,92 +574,94 @@ class ClassroomSpawner(KubeSpawner):
         except profiles_mod.InvalidOptions as e:
             raise user_error(str(e)) from None
 
-    def _options_were_submitted(self) -> bool:
-        """Did this spawn request carry options, or are they the ones JupyterHub saved
-        from an earlier start? Only submitted options are refused with an error;
-        saved ones that are no longer valid fall back to a valid profile."""
-        handler = getattr(self, "handler", None)
-        if handler is None:
-            return False
-        request = handler.request
-        if request.method == "POST":
-            return bool((request.body or b"").strip())
-        return any(key not in _RESERVED_QUERY_ARGS for key in request.query_arguments)
-
-    async def check_user_options(self):
-        """Check the requested profile and options against the user's own.
-
-        Submitted options that are not the user's to choose are refused with a
-        400-class error naming what was wrong. Options JupyterHub saved from an
-        earlier start that are no longer valid (the user left that course) fall
-        back to the user's first profile, with a note on the spawn page.
-        """
-        profiles = await self.classroom_profiles()
-        try:
-            resolved = profiles_mod.resolve_user_options(self.user_options, profiles)
-        except profiles_mod.InvalidOptions as e:
-            if self._options_were_submitted():
-                self.log.warning("Refusing server options for %s: %s", self._log_name, e)
-                raise user_error(f"Cannot start your server: {e}") from None
-            resolved = {"profile": profiles[0]["slug"]}
-            previous = (self.user_options or {}).get("profile")
-            self._fallback_notice = (
-                f"Your last choice ({previous}) is not available to you any more;"
-                f" starting {profiles[0]['display_name']} instead."
-                if previous
-                else f"Your last server options are not available any more; starting {profiles[0]['display_name']}."
-            )
-            self.log.warning(
-                "Saved server options for %s are no longer valid (%s); using profile %s",
-                self._log_name,
-                e,
-                resolved["profile"],
-            )
-        self.user_options = resolved
-        profile = next(p for p in profiles if p["slug"] == resolved["profile"])
-        course_id = (profile.get("classroom") or {}).get("course")
-        roster = await self.roster.current()
-        self.classroom_course = roster.courses.get(course_id) if course_id else None
-
     async def load_user_options(self):
-        """Check the options again, then let KubeSpawner apply them.
+        """Apply this spawn's selection through KubeSpawner.
 
-        They were checked before the spawn queued; minutes in line later the
-        roster may have dropped the user from that course (or from every one).
-        Checked again, that is the same clear 400/403 (or, for saved options,
-        the same fallback), not KubeSpawner's "no such profile" 500.
+        It was checked before the spawn queued; minutes in line later the roster
+        may have dropped the user from that course (or from every one), so it is
+        checked again if the roster changed: the same clear 400/403 (or, for
+        saved options, the same fallback), not KubeSpawner's "no such profile".
         """
-        await self.check_user_options()
+        selection = await self._spawn_selection()
+        self.user_options = dict(selection.options)
         await super().load_user_options()
+
+    # -- storage ------------------------------------------------------------------------
+
+    def has_own_volume(self) -> bool:
+        """Does this spawner give the user a volume of their own (a PVC it ensures)?
+
+        Not with a shared home (Z2JH ``storage.type: static``: one NFS claim with
+        a subPath per user) or no storage at all: then there is no PVC to create,
+        to check, or to wait for.
+        """
+        return bool(self.storage_pvc_ensure)
+
+    async def is_first_spawn(self) -> bool:
+        """Does this user have no volume of their own yet?
+
+        Cheap: if the spawner's saved state says the volume exists (KubeSpawner
+        records the PVC name once it has created or found it), it is a
+        returning user, with no API call. Otherwise one GET of the PVC: missing,
+        or not yet bound, means a first spawn. Always False without a volume of
+        one's own (:meth:`has_own_volume`).
+        """
+        if not self.has_own_volume():
+            return False
+        if "pvc_name" in self.get_state():
+            return False
+        try:
+            pvc = await asyncio.wait_for(
+                self.api.read_namespaced_persistent_volume_claim(self.pvc_name, self.namespace),
+                self.k8s_api_request_timeout,
+            )
+        except ApiException as e:
+            if e.status == 404:
+                return True
+            why = f"HTTP {e.status} {e.reason}"
+        except asyncio.TimeoutError:
+            why = f"no answer in {self.k8s_api_request_timeout} s"
+        except Exception as e:  # the API cannot be reached at all
+            why = str(e) or type(e).__name__
+        else:
+            return getattr(pvc.status, "phase", None) != "Bound"
+        self.log.warning(
+            "Could not check for %s's volume (%s); treating the spawn as a first spawn",
+            self._log_name,
+            why,
+        )
+        return True
 
     # -- lessons ------------------------------------------------------------------------
 
     async def get_pod_manifest(self):
-        """KubeSpawner's pod, plus the lesson sync init container of the user's course.
+        """KubeSpawner's pod, plus the lesson sync init container of the spawn's course.
 
-        The container is added here rather than through ``init_containers``,
-        because KubeSpawner formats those as templates and the script is code.
+        The container goes *after* every other init container: the chart's
+        ``block-cloud-metadata`` must be in place before any network call, and
+        an admin's init containers may prepare the home the lessons go into. It
+        is added here rather than through ``init_containers``, because
+        KubeSpawner formats those as templates and the script is code.
         """
         pod = await super().get_pod_manifest()
-        course = self.classroom_course
+        course = (await self.profile_selection(recheck=False)).course
         if course is not None and course.lessons:
             container = self._lesson_sync_container(pod, course)
             if container is not None:
-                pod.spec.init_containers = [container] + list(pod.spec.init_containers or [])
+                pod.spec.init_containers = list(pod.spec.init_containers or []) + [container]
         return pod
 
     def _lesson_sync_container(self, pod, course):
         notebook = pod.spec.containers[0]
-        mount = next(
-            (m for m in notebook.volume_mounts or [] if m.mount_path == self.home_mount_path),
-            None,
-        )
+        # expanded as KubeSpawner expands the mounts' own paths (no public API does it)
+        home = self._expand_user_properties(self.home_mount_path)
+        mount = next((m for m in notebook.volume_mounts or [] if m.mount_path == home), None)
         if mount is None:
             self.log.warning(
                 "%s: no volume is mounted at %s (c.ClassroomSpawner.home_mount_path);"
                 " lessons of %s are not synced",
                 self._log_name,
-                self.home_mount_path,
+                home,
                 course.id,
             )
             return None
@@ -527,13 +671,15 @@ class ClassroomSpawner(KubeSpawner):
             image=self.lesson_sync_image or notebook.image,
             uid=uid,
             gid=gid,
-            home_mount_path=self.home_mount_path,
+            home_mount_path=home,
             home_volume_name=mount.name,
             home_sub_path=mount.sub_path,
             token_secret_name=self.lesson_token_secret or None,
             token_secret_key=self.lesson_token_secret_key,
             token_hosts=self.lesson_token_hosts or None,
+            token_username=self.lesson_token_username or None,
             timeout=self._lesson_sync_seconds(),
+            resources=self.lesson_sync_resources,
             image_pull_policy=notebook.image_pull_policy,
         )
         return get_k8s_model(V1Container, spec)
@@ -558,7 +704,11 @@ class ClassroomSpawner(KubeSpawner):
 
     def lesson_sync_warnings(self):
         """Warnings from this start's lesson sync, once it finished (else None)."""
-        pod = self.pod_reflector.pods.get(f"{self.namespace}/{self.pod_name}") if self.pod_reflector else None
+        pod = (
+            self.pod_reflector.pods.get(f"{self.namespace}/{self.pod_name}")
+            if self.pod_reflector
+            else None
+        )
         for status in ((pod or {}).get("status") or {}).get("initContainerStatuses") or []:
             if status.get("name") != LESSON_CONTAINER:
                 continue
@@ -570,99 +720,93 @@ class ClassroomSpawner(KubeSpawner):
 
     # -- the spawn queues ---------------------------------------------------------------
 
+    def _entry_future(self) -> asyncio.Future:
+        """This spawn's :class:`_Entry`, once the pre-spawn hook settled it."""
+        if self._entry is None:
+            self._entry = asyncio.get_running_loop().create_future()
+        return self._entry
+
     async def run_pre_spawn_hook(self):
-        # a new spawn: nothing of an earlier, cancelled one's queue state carries over
-        self._queue_decided.clear()
-        self._queueing_done.clear()
-        # refuse bad options before anyone waits in line for nothing
-        self._fallback_notice = None
-        await self.check_user_options()
-        await self._take_spawn_slots()
+        self._warn_about_hub_limit()
+        entry = self._entry_future()
+        selection = admission = None
+        try:
+            # refuse bad options before anyone waits in line for nothing
+            selection = await self._spawn_selection()
+            admission = await self._admission()
+            if not entry.done():
+                entry.set_result(_Entry(selection, admission))
+            await self._wait_in_line(admission)
+        finally:
+            if not entry.done():
+                entry.set_result(_Entry(selection, None))
         return await maybe_future(super().run_pre_spawn_hook())
 
-    async def is_first_spawn(self) -> bool:
-        """Does this user have no home volume yet?
+    async def _admission(self) -> Admission | None:
+        """The queues this spawn needs: first spawns, and all spawns if limited."""
+        needs = []
+        if self.first_spawn_limit > 0 and await self.is_first_spawn():
+            queue = shared_queue(
+                "first-spawn", self.first_spawn_limit, on_change=observe_queue("first-spawn")
+            )
+            needs.append(Need("first-spawn", queue, "a new server"))
+        if self.spawn_limit > 0:
+            queue = shared_queue("spawn", self.spawn_limit, on_change=observe_queue("spawn"))
+            needs.append(Need("spawn", queue, "a server"))
+        if not needs:
+            return None
+        return Admission(
+            needs,
+            self.user.name,
+            deadline=time.monotonic() + self.spawn_queue_max_wait,
+            # a slot is never held longer than a start may take, whatever happens
+            hold_for=self.start_timeout + self.http_timeout + 60,
+        )
 
-        Cheap: if the spawner's saved state says the volume exists (KubeSpawner
-        records the PVC name once it has created or found it), it is a
-        returning user, with no API call. Otherwise one GET of the PVC: missing,
-        or not yet bound, means a first spawn.
-        """
-        if not self.storage_pvc_ensure:
-            return False
-        if "pvc_name" in self.get_state():
-            return False
+    async def _wait_in_line(self, admission: Admission | None) -> None:
+        if admission is None:
+            return
+        logged = False
         try:
-            pvc = await asyncio.wait_for(
-                self.api.read_namespaced_persistent_volume_claim(self.pvc_name, self.namespace),
-                self.k8s_api_request_timeout,
-            )
-        except Exception as e:
-            if getattr(e, "status", None) == 404:
-                return True
-            why = (
-                f"no answer in {self.k8s_api_request_timeout} s"
-                if isinstance(e, asyncio.TimeoutError)
-                else (str(e) or type(e).__name__)
-            )
-            self.log.warning(
-                "Could not check for %s's volume (%s); treating the spawn as a first spawn",
-                self._log_name,
-                why,
-            )
-            return True
-        return getattr(pvc.status, "phase", None) != "Bound"
+            async for _event in admission.take():
+                need = admission.waiting_in()
+                if need is not None and not logged:
+                    logged = True
+                    self.log.info("%s waits in line for a %s slot", self._log_name, need.name)
+        except AdmissionTimeout:
+            self._refused()
+            minutes = round(self.spawn_queue_max_wait / 60)
+            raise user_error(
+                f"The hub is very busy: you waited {minutes} minutes in line without getting"
+                " a server. Please try again in a few minutes.",
+                status=503,
+                reason="queue-timeout",
+            ) from None
+        for name, seconds in admission.waited.items():
+            SPAWN_QUEUE_WAIT_SECONDS.labels(queue=name).observe(seconds)
+            if seconds >= 1:
+                self.log.info("%s waited %.0f s for a %s slot", self._log_name, seconds, name)
 
-    async def _take_spawn_slots(self):
-        """Wait for a slot in each queue this spawn needs (first spawns, all spawns)."""
-        self._release_spawn_slots()
-        needed = []
-        try:
-            if self.first_spawn_limit > 0 and await self.is_first_spawn():
-                needed.append(("first-spawn", self.first_spawn_limit, "a new server"))
-            if self.spawn_limit > 0:
-                needed.append(("spawn", self.spawn_limit, "a server"))
-            deadline = time.monotonic() + self.spawn_queue_max_wait
-            for name, limit, what in needed:
-                queue = shared_queue(name, limit, on_change=observe_queue(name))
-                ticket = queue.enter(self.user.name)
-                self._tickets.append((name, queue, ticket, what))
-                self._queue_decided.set()
-                if ticket.waiting:
-                    self.log.info(
-                        "%s waits for a %s slot: number %d in line", self._log_name, name, ticket.position
-                    )
-                try:
-                    await ticket.wait(timeout=max(0.0, deadline - time.monotonic()))
-                except asyncio.TimeoutError:
-                    minutes = round(self.spawn_queue_max_wait / 60)
-                    raise user_error(
-                        f"The hub is very busy: you waited {minutes} minutes in line without getting"
-                        " a server. Please try again in a few minutes.",
-                        status=503,
-                        reason="queue-timeout",
-                    ) from None
-                SPAWN_QUEUE_WAIT_SECONDS.labels(queue=name).observe(ticket.waited)
-                # a slot is never held longer than a start may take, whatever happens
-                asyncio.get_running_loop().call_later(
-                    self.start_timeout + self.http_timeout + 60, ticket.release
-                )
-        except BaseException:
-            self._release_spawn_slots()
-            raise
-        finally:
-            self._queue_decided.set()
-            self._queueing_done.set()
+    def _warn_about_hub_limit(self) -> None:
+        """Once per hub: is JupyterHub's own spawn limit about to defeat the queue?"""
+        if ClassroomSpawner._hub_limit_checked:
+            return
+        ClassroomSpawner._hub_limit_checked = True
+        settings = getattr(self.handler, "settings", None) or {}
+        hub_limit = settings.get("concurrent_spawn_limit")
+        if hub_limit is None:
+            hub_limit = configured_hub_spawn_limit(self.config)
+        warning = hub_spawn_limit_warning(hub_limit, self.first_spawn_limit)
+        if warning:
+            self.log.warning(warning)
 
-    def _release_spawn_slots(self):
-        tickets, self._tickets = self._tickets, []
-        for _name, _queue, ticket, _what in tickets:
-            ticket.release()
-
-    def _spawn_ended(self, _future=None):
-        self._release_spawn_slots()
-        self._queue_decided.clear()
-        self._queueing_done.clear()
+    def _spawn_ended(self, _future=None) -> None:
+        entry = self._entry
+        if entry is not None and entry.done() and entry.result().admission is not None:
+            entry.result().admission.release()
+        if entry is not None and not entry.done():
+            entry.set_result(_Entry(None, None))
+        self._forget_spawn()
 
     def start(self):
         future = super().start()
@@ -679,13 +823,17 @@ class ClassroomSpawner(KubeSpawner):
         return super().run_post_stop_hook()
 
     async def progress(self):
-        """Queue position while waiting, then KubeSpawner's own events."""
-        await self._queue_decided.wait()
-        if self._fallback_notice:
-            yield {"progress": 1, "message": self._fallback_notice}
-        async for event in self._queue_progress():
-            yield event
-        lessons = None if self.classroom_course and self.classroom_course.lessons else []
+        """The fallback notice and the place in line, then KubeSpawner's own events
+        and the lesson sync's warnings."""
+        entry_future = self._entry_future()
+        entry = await entry_future
+        if entry.selection is not None and entry.selection.notice:
+            yield {"progress": 1, "message": entry.selection.notice}
+        if entry.admission is not None:
+            async for event in entry.admission.follow():
+                yield event
+        course = entry.selection.course if entry.selection is not None else None
+        lessons = None if course is not None and course.lessons else []
         async for event in super().progress():
             yield event
             if lessons is None:
@@ -699,7 +847,7 @@ class ClassroomSpawner(KubeSpawner):
             if lessons is not None:
                 for lesson_event in lessons:
                     yield lesson_event
-            elif self._start_future is not None and self._start_future.done():
+            elif self._entry is not entry_future:  # the spawn is over
                 break
             else:
                 await asyncio.sleep(1)
@@ -710,32 +858,6 @@ class ClassroomSpawner(KubeSpawner):
         if warnings is None:
             return None
         return [{"message": f"Lessons ({level}): {message}"} for level, message in warnings]
-
-    async def _queue_progress(self):
-        """The place in line, when it changed, until every slot is granted.
-
-        Each page looks at its own ticket every :func:`update_interval` seconds
-        (sooner when the slot comes), so a long line costs the hub a bounded
-        number of updates, not one per page per move.
-        """
-        last = None
-        waited = False
-        while True:
-            waiting = [(q, t, what) for _n, q, t, what in self._tickets if t.waiting]
-            if waiting:
-                queue, ticket, what = waiting[0]
-                position = ticket.position
-                message = describe_wait(position, queue.limit, queue.estimate_wait(position), what=what)
-                if message != last:
-                    yield {"progress": 2, "message": message}
-                    last, waited = message, True
-                await ticket.wait_granted(update_interval(queue.waiting))
-            elif self._queueing_done.is_set():
-                break
-            else:  # between two queues
-                await asyncio.sleep(0.1)
-        if waited and self._tickets:
-            yield {"progress": 3, "message": describe_wait(0, 1, 0)}
 
 
 _SNAKE = {"runAsUser": "run_as_user", "runAsGroup": "run_as_group"}

@@ -257,6 +257,157 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 1)
 
 
+# -- one spawn's way through the queues it needs ---------------------------------------
+
+
+class AdmissionTimeout(Exception):
+    """A spawn waited longer than its deadline allows without getting every slot."""
+
+    def __init__(self, waited: float):
+        super().__init__(f"no slot after {waited:.0f} s in line")
+        self.waited = waited
+
+
+@dataclass(frozen=True)
+class Need:
+    """One queue a spawn must pass: its name (for logs and metrics), the queue, and
+    what the spawn waits for, in the words of the spawn page ("a new server")."""
+
+    name: str
+    queue: SpawnQueue
+    what: str
+
+
+class Admission:
+    """One spawn's way through every queue it needs, in order, under one deadline.
+
+    ``take()`` waits for a slot in each queue in turn and yields progress events
+    on the way (the place in line with an estimate, then "your turn"); the
+    events are also kept for :meth:`follow`, so a spawn page that opens late
+    still sees where the spawn is. Once every slot is held a single safety
+    timer is armed: the slots go back after ``hold_for`` seconds whatever
+    happens to the spawn. ``release()`` gives everything back (slots held and
+    places in line) and can be called any number of times.
+
+    If ``take()`` ends any other way than with every slot held (the deadline
+    passed, the task was cancelled, the generator was closed early, an
+    exception), nothing is held afterwards.
+    """
+
+    def __init__(
+        self,
+        needs: list[Need],
+        key: str,
+        *,
+        deadline: float,
+        hold_for: float,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.needs = list(needs)
+        self.key = key
+        self.deadline = deadline
+        self.hold_for = hold_for
+        self._clock = clock
+        self._tickets: list[Ticket] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._events: list[dict] = []
+        self._changed = asyncio.Event()
+        self._over = False
+        #: seconds waited in each queue (by name), once its slot came
+        self.waited: dict[str, float] = {}
+        self.admitted = False
+
+    @property
+    def over(self) -> bool:
+        """Did take() end (admitted, or given up), or was the admission released?"""
+        return self._over
+
+    def waiting_in(self) -> Need | None:
+        """The queue this spawn waits in now, if any."""
+        for need, ticket in zip(self.needs, self._tickets):
+            if ticket.waiting:
+                return need
+        return None
+
+    async def take(self):
+        """Wait for every slot; yield a progress event whenever the page should change.
+
+        Raises :class:`AdmissionTimeout` when the deadline passes first.
+        """
+        if self.admitted or self._over:
+            raise RuntimeError("an admission can be taken once")
+        waited = False
+        try:
+            for need in self.needs:
+                ticket = need.queue.enter(self.key)
+                self._tickets.append(ticket)
+                last = None
+                while not ticket.granted:
+                    remaining = self.deadline - self._clock()
+                    if remaining <= 0:
+                        raise AdmissionTimeout(ticket.waited)
+                    position = ticket.position
+                    message = describe_wait(
+                        position,
+                        need.queue.limit,
+                        need.queue.estimate_wait(position),
+                        what=need.what,
+                    )
+                    if message != last:
+                        last, waited = message, True
+                        yield self._record({"progress": 2, "message": message})
+                    interval = update_interval(need.queue.waiting)
+                    await ticket.wait_granted(min(interval, remaining))
+                    if ticket.released:  # released from outside while waiting
+                        raise asyncio.CancelledError()
+                self.waited[need.name] = ticket.waited
+            self.admitted = True
+            if self.needs:
+                self._timer = asyncio.get_running_loop().call_later(
+                    self.hold_for, self.release
+                )
+            if waited:
+                yield self._record({"progress": 3, "message": describe_wait(0, 1, 0)})
+        finally:
+            if not self.admitted:
+                self.release()
+            self._over = True
+            self._changed.set()
+
+    def _record(self, event: dict) -> dict:
+        self._events.append(event)
+        self._changed.set()
+        return event
+
+    async def follow(self):
+        """The events ``take()`` yields, from the first, until it ended."""
+        sent = 0
+        while True:
+            while sent < len(self._events):
+                yield self._events[sent]
+                sent += 1
+            if self._over:
+                return
+            self._changed.clear()
+            await self._changed.wait()
+
+    def release(self) -> None:
+        """Give back every slot and place in line. Safe to call more than once."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for ticket in self._tickets:
+            ticket.release()
+        if not self.admitted:
+            self._over = True
+        self._changed.set()
+
+    @property
+    def held(self) -> bool:
+        """Are slots held right now?"""
+        return any(t.granted and not t.released for t in self._tickets)
+
+
 # -- named queues shared by every spawner in the hub -----------------------------------
 
 _QUEUES: dict[str, SpawnQueue] = {}

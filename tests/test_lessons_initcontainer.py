@@ -111,14 +111,12 @@ def test_token_comes_from_the_secret_by_reference_only():
 
 
 def test_options():
-    c = build(image_pull_policy="IfNotPresent", resources={"limits": {"memory": "1Gi"}},
-              read_only_root_filesystem=False, uid=0, gid=0, name="lessons")
+    c = build(image_pull_policy="IfNotPresent", resources={"limits": {"memory": "1Gi"}}, uid=0, gid=0)
     assert c["imagePullPolicy"] == "IfNotPresent"
     assert c["resources"] == {"limits": {"memory": "1Gi"}}
-    assert c["securityContext"]["readOnlyRootFilesystem"] is False
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True
     assert "runAsNonRoot" not in c["securityContext"]
-    assert c["name"] == "lessons"
-    assert build(script="print('hi')")["command"][3] == "print('hi')"
+    assert c["name"] == "lesson-sync"
 
 
 @pytest.mark.parametrize(

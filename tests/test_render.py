@@ -168,7 +168,7 @@ def test_render_cli_refuses_another_courses_profile(classroom_config, tmp_path):
     assert "profile 'secret' is not available to you" in result.stderr
 
 
-async def test_lesson_sync_runs_first_as_the_notebook_user_on_the_home_volume(classroom_config):
+async def test_lesson_sync_runs_as_the_notebook_user_on_the_home_volume(classroom_config):
     pod = (await render_manifests(classroom_config, "ada@uni.example.edu", profile="ds101"))["pod"]
     (sync,) = pod["spec"]["initContainers"]
     notebook = pod["spec"]["containers"][0]
@@ -196,6 +196,33 @@ async def test_lesson_token_comes_from_a_secret_never_the_spec(classroom_config)
     (token,) = [e for e in sync["env"] if e.get("valueFrom")]
     assert token["valueFrom"]["secretKeyRef"]["name"] == "lesson-git-token"
     assert "value" not in token
+
+
+async def test_lesson_sync_runs_after_the_hubs_own_init_containers(classroom_config):
+    # the chart's block-cloud-metadata, then an admin's container that prepares the home
+    classroom_config.KubeSpawner.init_containers = [
+        {"name": "block-cloud-metadata", "image": "busybox:1", "command": ["true"]},
+        {"name": "prepare-home", "image": "busybox:1", "command": ["true"]},
+    ]
+    pod = (await render_manifests(classroom_config, "x", profile="ds101"))["pod"]
+    validate(pod)
+    names = [c["name"] for c in pod["spec"]["initContainers"]]
+    assert names == ["block-cloud-metadata", "prepare-home", "lesson-sync"]
+
+
+async def test_lesson_sync_resources_and_token_user_name_are_settings(classroom_config):
+    classroom_config.ClassroomSpawner.lesson_sync_resources = {"limits": {"cpu": "2", "memory": "2Gi"}}
+    classroom_config.ClassroomSpawner.lesson_token_secret = "lesson-git-token"
+    classroom_config.ClassroomSpawner.lesson_token_username = "gitlab+deploy-token-42"
+    pod = (await render_manifests(classroom_config, "x", profile="ds101"))["pod"]
+    validate(pod)
+    (sync,) = pod["spec"]["initContainers"]
+    assert sync["resources"] == {"limits": {"cpu": "2", "memory": "2Gi"}}
+    env = {e["name"]: e.get("value") for e in sync["env"]}
+    assert env["CLASSROOM_GIT_USERNAME"] == "gitlab+deploy-token-42"
+    classroom_config.ClassroomSpawner.lesson_sync_resources = {"limit": {"cpu": "2"}}
+    with pytest.raises(TraitError, match="lesson_sync_resources"):
+        await render_manifests(classroom_config, "x", profile="ds101")
 
 
 @pytest.mark.parametrize("start_timeout, expected", [(300, "120"), (60, "30"), (1, "1")])

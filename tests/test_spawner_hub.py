@@ -2,6 +2,7 @@
 start through the REST API, and what they get (course image, home volume, lessons)."""
 
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
@@ -10,10 +11,12 @@ import textwrap
 import jupyterhub
 import pytest
 import pytest_asyncio
+import requests
 
 from classroom_spawner.local.hub import HubProcess
 from classroom_spawner.local.kube import Faults, kube_process
 from classroom_spawner.local.kube.testing import core_client
+from classroom_spawner.local.oidc.browserless import parse_login_form
 
 pytestmark = [pytest.mark.hub, pytest.mark.asyncio(loop_scope="module")]
 
@@ -50,9 +53,9 @@ courses:
       - url: {lesson_url}
         ref: no-such-branch
         target: extra
-    students: [alice, bob]
+    students: [alice, bob, dora, erin, fred]
   - id: phys210
-    title: Computational Physics
+    title: "Computational Physics {{{{ 7 * 7 }}}} <b>bold</b>"
     image: example.org/phys210:1
     students: [{phys_students}]
   - id: secret101
@@ -67,18 +70,35 @@ def workdir(tmp_path_factory):
     return tmp_path_factory.mktemp("spawner-hub")
 
 
+PHYS210 = ["bob", "dora"]
+
+
 class CourseFile:
     def __init__(self, path, lesson_url):
         self.path, self.lesson_url = path, lesson_url
 
-    def write(self, phys_students):
-        self.path.write_text(COURSES.format(lesson_url=self.lesson_url, phys_students=phys_students))
+    def write(self, phys_students=PHYS210):
+        before = os.stat(self.path).st_mtime_ns if self.path.exists() else 0
+        self.path.write_text(
+            COURSES.format(lesson_url=self.lesson_url, phys_students=", ".join(phys_students))
+        )
+        # a second later, so that even a coarse clock shows the change
+        os.utime(self.path, ns=(before + 2_000_000_000,) * 2)
+
+    @contextlib.contextmanager
+    def without_in_phys210(self, name):
+        """The course file with ``name`` dropped from phys210, put back afterwards."""
+        self.write([n for n in PHYS210 if n != name])
+        try:
+            yield
+        finally:
+            self.write()
 
 
 @pytest.fixture(scope="module")
 def course_file(workdir):
     courses = CourseFile(workdir / "courses.yaml", make_lesson_repo(workdir))
-    courses.write(phys_students="bob")
+    courses.write()
     return courses
 
 
@@ -131,10 +151,23 @@ async def hub(k8s, workdir, course_file):
         env={"KUBECONFIG": k8s.kubeconfig_path},
         start_timeout=120,
     ) as hub:
-        for name in ("alice", "bob", "carol", "nobody"):
+        for name in USERS:
             await hub.create_user(name)
-        hub.tokens = {name: await hub.user_token(name) for name in ("alice", "bob", "carol", "nobody")}
+        hub.tokens = {name: await hub.user_token(name) for name in USERS}
         yield hub
+
+
+USERS = ("alice", "bob", "carol", "nobody", "dora", "erin", "fred")
+
+
+def log_in(hub_url, username):
+    """A browser-like session of USERNAME, logged in through the hub's login form."""
+    session = requests.Session()
+    page = session.get(hub_url + "hub/login?next=/hub/home", timeout=30)
+    form = parse_login_form(page.text, page.url)
+    home = session.post(form.action, data=form.fill(username, "any"), timeout=30)
+    assert home.status_code == 200 and home.url.endswith("/hub/home"), (home.status_code, home.url)
+    return session
 
 
 async def spawn(hub, user, options, *, as_user=None):
@@ -252,30 +285,127 @@ async def test_stale_saved_profile_falls_back_instead_of_failing(hub, k8s, cours
     await hub.wait_for_server("bob", timeout=180)
     await stop(hub, "bob")
     # bob leaves phys210; JupyterHub still remembers {"profile": "phys210"}
-    course_file.write(phys_students="someone-else")
-    os.utime(course_file.path, (os.path.getmtime(course_file.path) + 2,) * 2)
-    # a start without options (the "Start My Server" button) reuses the saved choice
-    _, events = await spawn_and_follow(hub, "bob", None)
-    assert (await pod_of(k8s, "bob")).spec.containers[0].image == "example.org/ds101:1"
-    assert any(
-        "Your last choice (phys210) is not available to you any more; starting Data Science 101 instead."
-        in e.get("message", "")
-        for e in events
-    ), events
-    await stop(hub, "bob")
-    # but naming phys210 explicitly is refused
-    r = await spawn(hub, "bob", {"profile": "phys210"})
+    with course_file.without_in_phys210("bob"):
+        # a start without options (the "Start My Server" button) reuses the saved choice
+        _, events = await spawn_and_follow(hub, "bob", None)
+        assert (await pod_of(k8s, "bob")).spec.containers[0].image == "example.org/ds101:1"
+        assert any(STALE_PHYS210 in e.get("message", "") for e in events), events
+        await stop(hub, "bob")
+        # but naming phys210 explicitly is refused
+        r = await spawn(hub, "bob", {"profile": "phys210"})
+        assert r.code == 400
+
+
+STALE_PHYS210 = (
+    "Your last choice ('phys210') is not available to you any more; starting Data Science 101 instead."
+)
+JUPYTERHUB_6 = int(jupyterhub.__version__.split(".")[0]) >= 6
+
+
+@pytest.mark.parametrize("body", [{}, {"display_name": "my server"}], ids=["empty", "display-name-only"])
+async def test_a_body_without_options_is_treated_the_way_jupyterhub_treats_it(hub, k8s, course_file, body):
+    # dora's saved choice is phys210, which she has left
+    r = await spawn(hub, "dora", {"profile": "phys210"})
+    assert r.code in (201, 202), r.text
+    await hub.wait_for_server("dora", timeout=180)
+    await stop(hub, "dora")
+    with course_file.without_in_phys210("dora"):
+        if JUPYTERHUB_6 or body == {}:
+            # JupyterHub 6: neither body carries options, so the saved ones are used
+            # and fall back; 5.x: {} is an explicit empty choice, the default profile
+            _, events = await spawn_and_follow(hub, "dora", body)
+            assert (await pod_of(k8s, "dora")).spec.containers[0].image == "example.org/ds101:1"
+            notices = [e for e in events if STALE_PHYS210 in e.get("message", "")]
+            assert len(notices) == (1 if JUPYTERHUB_6 else 0), events
+            await stop(hub, "dora")
+        else:
+            # JupyterHub 5.x reads any JSON body as the options themselves
+            r = await spawn(hub, "dora", body)
+            assert r.code == 400 and "unknown server option 'display_name'" in r.text, r.text
+
+
+async def test_the_spawn_form_and_query_submit_options_and_a_plain_visit_uses_the_saved_ones(
+    hub, k8s, course_file
+):
+    r = await spawn(hub, "fred", {"profile": "ds101"})
+    assert r.code in (201, 202), r.text
+    await hub.wait_for_server("fred", timeout=180)
+    await stop(hub, "fred")
+    # a form post choosing another course's profile (fred logged in, in a browser session)
+    session = await asyncio.to_thread(log_in, hub.hub_url, "fred")
+    r = await asyncio.to_thread(
+        session.post, hub.hub_url + "hub/spawn/fred",
+        data={"_xsrf": session.cookies["_xsrf"], "profile": "phys210"}, allow_redirects=False, timeout=30,
+    )  # fmt: skip
+    assert r.status_code == 400 and "profile &#39;phys210&#39; is not available to you" in r.text, r.text[:3000]
+    # so does a query string
+    assert await pod_of(k8s, "fred") is None
+    # so does a query string (for dora, who has a form: JupyterHub starts a user without
+    # one with the saved options when the query is refused)
+    dora = await asyncio.to_thread(log_in, hub.hub_url, "dora")
+    r = await asyncio.to_thread(
+        dora.get, hub.hub_url + "hub/spawn/dora?profile=secret101", allow_redirects=False, timeout=30
+    )
+    assert r.status_code == 400 and "profile &#39;secret101&#39; is not available to you" in r.text, (
+        r.status_code, r.text[:2000],
+    )  # fmt: skip
+    assert await pod_of(k8s, "dora") is None
+    # a plain visit of the spawn page starts the saved choice (only one course: no form)
+    r = await asyncio.to_thread(session.get, hub.hub_url + "hub/spawn/fred", allow_redirects=False, timeout=30)
+    assert r.status_code == 302, (r.status_code, r.text[:2000])
+    await hub.wait_for_server("fred", timeout=180)
+    assert (await pod_of(k8s, "fred")).spec.containers[0].image == "example.org/ds101:1"
+    await stop(hub, "fred")
+
+
+async def test_the_form_shows_course_text_as_text(hub):
+    dora = await asyncio.to_thread(log_in, hub.hub_url, "dora")
+    page = await asyncio.to_thread(dora.get, hub.hub_url + "hub/spawn/dora", timeout=30)
+    assert page.status_code == 200
+    # not a template, not markup: exactly what the course file says
+    assert "Computational Physics {{ 7 * 7 }} &lt;b&gt;bold&lt;/b&gt;" in page.text
+    assert "Physics 49" not in page.text and "<b>bold</b>" not in page.text
+
+
+async def test_refused_options_leave_nothing_behind_that_changes_later_starts(hub, k8s):
+    r = await spawn(hub, "erin", {"profile": "ds101"})
+    assert r.code in (201, 202), r.text
+    await hub.wait_for_server("erin", timeout=180)
+    await stop(hub, "erin")
+    # refused: erin herself, then an admin who may start her server, plant bad options
+    for as_user in ("erin", "carol"):
+        r = await spawn(hub, "erin", {"profile": "ds101", "image": "evil.org/miner:1"}, as_user=as_user)
+        assert r.code == 400 and "unknown server option 'image'" in r.text, r.text
+    # a plain start is the saved, good choice, with no notice of anything lost
+    _, events = await spawn_and_follow(hub, "erin", None)
+    assert (await pod_of(k8s, "erin")).spec.containers[0].image == "example.org/ds101:1"
+    assert not [e for e in events if "not available" in e.get("message", "")], events
+    await stop(hub, "erin")
+
+
+async def test_a_huge_option_is_cut_in_the_answer_and_the_log(hub, k8s):
+    huge = "x" * 200_000
+    r = await spawn(hub, "alice", {"profile": huge})
     assert r.code == 400
+    assert "(cut, 200000 characters)" in r.text and len(r.text) < 2000, len(r.text)
+    r = await spawn(hub, "alice", {"profile": "ds101", huge: 1})
+    assert r.code == 400 and len(r.text) < 2000, len(r.text)
+    longest = max(len(line) for line in hub.read_log().splitlines())
+    assert longest < 5000, longest
 
 
 async def test_no_tracebacks_for_refused_spawns(hub):
+    r = await spawn(hub, "alice", {"profile": "secret101"})
+    assert r.code == 400
+    r = await spawn(hub, "nobody", {})
+    assert r.code == 403
     log = hub.read_log()
-    if int(jupyterhub.__version__.split(".")[0]) >= 6:
+    if JUPYTERHUB_6:
         # JupyterHub 5.x logs a traceback for any error from a spawn, even an
         # HTTPError it relays to the user; 6.x knows policy rejections
         assert "Unhandled error starting" not in log
     assert "KeyError" not in log
-    assert "Refusing server options for alice: profile 'phys210' is not available" in log
+    assert "Refusing server options for alice: profile 'secret101' is not available" in log
 
 
 async def test_lesson_warnings_reach_the_spawn_page_without_kubernetes_events(k8s, workdir, course_file):

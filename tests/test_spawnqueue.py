@@ -232,3 +232,146 @@ async def test_a_larger_limit_lets_the_next_in_at_once_and_is_reported():
     assert seen == [(3, 1)]  # the gauges hear of it
     with pytest.raises(ValueError):
         queue.resize(0)
+
+
+# -- Admission: one spawn's way through several queues ---------------------------------
+
+from classroom_spawner.spawnqueue import Admission, AdmissionTimeout, Need  # noqa: E402
+
+
+def needs(*queues):
+    return [Need(f"q{i}", q, "a server") for i, q in enumerate(queues)]
+
+
+async def drain(admission):
+    return [event async for event in admission.take()]
+
+
+async def test_admission_goes_through_two_queues_in_order_and_first_come_first_served():
+    first, second = SpawnQueue(limit=1), SpawnQueue(limit=1)
+    blocker = second.enter("blocker")  # the second queue is busy
+    order = []
+
+    async def spawn(name):
+        admission = Admission(needs(first, second), name, deadline=1e12, hold_for=60)
+        await drain(admission)
+        order.append(name)
+        return admission
+
+    a = asyncio.create_task(spawn("a"))
+    await asyncio.sleep(0.01)
+    b = asyncio.create_task(spawn("b"))
+    await asyncio.sleep(0.01)
+    # a holds the first queue's slot and waits in the second; b waits in the first
+    assert [t.key for t in first.holders()] == ["a"] and [t.key for t in first.waiters()] == ["b"]
+    assert [t.key for t in second.waiters()] == ["a"]
+    blocker.release()
+    admitted_a = await a
+    assert order == ["a"] and admitted_a.admitted and admitted_a.held
+    admitted_a.release()  # a's start ended
+    admitted_b = await b
+    assert order == ["a", "b"]
+    admitted_b.release()
+    assert (first.in_flight, first.waiting, second.in_flight, second.waiting) == (0, 0, 0, 0)
+
+
+async def test_the_safety_timer_runs_only_once_every_slot_is_held():
+    # the old per-queue timer released the first slot while the spawn still waited
+    # for the second: here the spawn waits longer than hold_for in the second queue
+    first, second = SpawnQueue(limit=1), SpawnQueue(limit=1)
+    blocker = second.enter("blocker")
+    admission = Admission(needs(first, second), "a", deadline=1e12, hold_for=0.2)
+    task = asyncio.create_task(drain(admission))
+    await asyncio.sleep(0.5)  # more than hold_for, still waiting for the second slot
+    assert [t.key for t in first.holders()] == ["a"], "the first slot was given away"
+    blocker.release()
+    await task
+    assert admission.held and first.in_flight == 1 and second.in_flight == 1
+    await asyncio.sleep(0.5)  # now the timer runs: nothing is held past hold_for
+    assert not admission.held
+    assert (first.in_flight, second.in_flight) == (0, 0)
+
+
+@pytest.mark.parametrize("where", ["waiting-first", "waiting-second", "between-events"])
+async def test_a_cancelled_admission_holds_nothing_wherever_it_was(where):
+    first, second = SpawnQueue(limit=1), SpawnQueue(limit=1)
+    holders = []
+    if where == "waiting-first":
+        holders.append(first.enter("x"))
+    holders.append(second.enter("y"))
+    admission = Admission(needs(first, second), "a", deadline=1e12, hold_for=60)
+    if where == "between-events":
+        gen = admission.take()
+        await gen.__anext__()  # the first place-in-line event
+        await gen.aclose()  # the page went away and the spawn with it
+    else:
+        task = asyncio.create_task(drain(admission))
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert not admission.held and admission.over
+    assert "a" not in [t.key for q in (first, second) for t in q.holders() + q.waiters()]
+    for ticket in holders:
+        ticket.release()
+    assert (first.in_flight, first.waiting, second.in_flight, second.waiting) == (0, 0, 0, 0)
+
+
+async def test_release_from_outside_while_waiting_ends_the_wait():
+    queue = SpawnQueue(limit=1)
+    holder = queue.enter("x")
+    admission = Admission(needs(queue), "a", deadline=1e12, hold_for=60)
+    task = asyncio.create_task(drain(admission))
+    await asyncio.sleep(0.05)
+    admission.release()  # the spawn was stopped
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert queue.waiting == 0
+    holder.release()
+    assert queue.in_flight == 0
+
+
+async def test_the_deadline_ends_the_wait_with_nothing_held():
+    first, second = SpawnQueue(limit=1), SpawnQueue(limit=1)
+    blocker = second.enter("y")
+    loop = asyncio.get_running_loop()
+    admission = Admission(needs(first, second), "a", deadline=loop.time() + 0.3, hold_for=60, clock=loop.time)
+    with pytest.raises(AdmissionTimeout):
+        await drain(admission)
+    assert not admission.held and first.in_flight == 0 and second.waiting == 0
+    blocker.release()
+
+
+async def test_admission_events_say_the_place_then_your_turn_and_late_followers_see_them():
+    queue = SpawnQueue(limit=1)
+    ahead = [queue.enter(f"u{i}") for i in range(3)]  # one holder, two waiting
+    admission = Admission(needs(queue), "a", deadline=1e12, hold_for=60)
+    events = []
+
+    async def consume():
+        async for event in admission.take():
+            events.append(event)
+
+    task = asyncio.create_task(consume())
+    await asyncio.sleep(0.05)
+    assert "You are number 3 in line for a server" in events[-1]["message"]
+    follower = asyncio.create_task(_collect(admission.follow()))  # a page opened late
+    for ticket in ahead:
+        ticket.release()
+        await asyncio.sleep(0.01)
+    await task
+    assert events[-1] == {"progress": 3, "message": "It's your turn: setting up your server."}
+    assert [e["progress"] for e in events] == [2] * (len(events) - 1) + [3]
+    assert await asyncio.wait_for(follower, 1) == events
+    admission.release()
+
+
+async def _collect(gen):
+    return [e async for e in gen]
+
+
+async def test_an_admission_that_needs_no_queue_is_admitted_at_once_and_quietly():
+    admission = Admission([], "a", deadline=1e12, hold_for=60)
+    assert await drain(admission) == []
+    assert admission.admitted and not admission.held
+    assert await _collect(admission.follow()) == []

@@ -372,7 +372,6 @@ def test_render_a_courses_volume_override_keeps_the_home_volume(tmp_path, kind):
     assert mounts == {"/home/jovyan": home, "/srv/datasets": "datasets"}
 
 
-@pytest.mark.xfail(reason="issue 12: spawner fix pending", strict=True)
 def test_render_home_mount_path_given_as_a_template_still_gets_the_lessons(tmp_path):
     values = values_for("static")
     values["singleuser"]["storage"]["homeMountPath"] = "/home/{username}"

@@ -26,6 +26,8 @@ from tornado import web
 from tornado.httpclient import HTTPClientError
 from traitlets import Bool, Callable, Dict, HasTraits, Instance, Unicode, Union, default, observe, validate
 
+from ..jhcompat import mark_not_token_authenticated
+from ..queue_api import SpawnQueueAPIMixin
 from ..roster import ClassroomRoster, Role, Roster, RosterError
 from . import rbac
 from .claims import (
@@ -51,7 +53,7 @@ class _Policy:
     claim_pattern: Any
 
 
-class RosterAuthenticatorMixin(HasTraits):
+class RosterAuthenticatorMixin(SpawnQueueAPIMixin, HasTraits):
     """Admit the people on a course roster; derive groups and roles from it.
 
     Mix into an OAuthenticator class, before it in the bases.
@@ -702,7 +704,7 @@ class RosterAuthenticatorMixin(HasTraits):
         if not await self._still_allowed(user.name, auth_model):
             self.log.warning("Ending the session of %s: no longer allowed (refresh)", user.name)
             await self._withdraw(user, auth_model)
-            _mark_not_token_authenticated(handler)
+            mark_not_token_authenticated(handler)
             return False
         return auth_model
 
@@ -764,29 +766,6 @@ class RosterAuthenticatorMixin(HasTraits):
             staff_scopes=policy.staff_scopes,
             role_template=policy.role_template,
         )
-
-    def get_handlers(self, app):
-        """OAuthenticator's handlers, plus the spawn-queue API for admins and staff
-        (``GET /hub/api/classroom/spawn-queue``, scope ``read:servers``)."""
-        from ..queue_api import queue_handlers
-
-        return list(super().get_handlers(app)) + queue_handlers()
-
-
-def _mark_not_token_authenticated(handler) -> None:
-    """Work around JupyterHub 6.1's ``BaseHandler.refresh_auth``, which reads
-    ``handler._token_authenticated`` when a refresh returns False, but only
-    token-authenticated requests set it: a cookie-authenticated request (a
-    refused student pressing "Start") then fails with a 500 and a traceback
-    instead of the 403 / login redirect JupyterHub means to give. Unset means
-    "not token-authenticated" everywhere else in JupyterHub, so setting the
-    missing attribute to False changes nothing but that crash.
-    """
-    if handler is not None and not hasattr(handler, "_token_authenticated"):
-        try:
-            handler._token_authenticated = False
-        except AttributeError:
-            pass
 
 
 _NAMING_FIELD = {

@@ -110,16 +110,13 @@ def build_init_container(
     timeout: float = DEFAULT_TIMEOUT,
     resources: Mapping[str, Any] | None = None,
     image_pull_policy: str | None = None,
-    read_only_root_filesystem: bool = True,
-    name: str = CONTAINER_NAME,
-    script: str | None = None,
 ) -> dict[str, Any]:
     """The init container spec (Kubernetes field names) for one pod.
 
     ``lessons`` are validated again here, so a bad entry raises ValueError
-    instead of reaching a pod.  ``script`` defaults to ``sync_script()``.
+    instead of reaching a pod.
     """
-    _check_args(image, uid, gid, home_mount_path, home_volume_name, timeout, name)
+    _check_args(image, uid, gid, home_mount_path, home_volume_name, timeout)
     job = lessons_job(lessons)
     mount: dict[str, Any] = {"name": home_volume_name, "mountPath": home_mount_path}
     if home_sub_path:
@@ -136,16 +133,16 @@ def build_init_container(
         "runAsUser": uid,
         "runAsGroup": gid,
         "allowPrivilegeEscalation": False,
-        "readOnlyRootFilesystem": bool(read_only_root_filesystem),
+        "readOnlyRootFilesystem": True,
         "capabilities": {"drop": ["ALL"]},
         "seccompProfile": {"type": "RuntimeDefault"},
     }
     if uid != 0:
         security["runAsNonRoot"] = True
     container: dict[str, Any] = {
-        "name": name,
+        "name": CONTAINER_NAME,
         "image": image,
-        "command": ["python3", "-I", "-c", script if script is not None else sync_script()],
+        "command": ["python3", "-I", "-c", sync_script()],
         "env": env,
         "workingDir": home_mount_path,
         "volumeMounts": [mount],
@@ -159,7 +156,7 @@ def build_init_container(
     return container
 
 
-def _check_args(image, uid, gid, home_mount_path, home_volume_name, timeout, name):
+def _check_args(image, uid, gid, home_mount_path, home_volume_name, timeout):
     if not isinstance(image, str) or not image.strip():
         raise ValueError("lesson sync image must be a non-empty image name")
     for label, value in (("uid", uid), ("gid", gid)):
@@ -169,8 +166,6 @@ def _check_args(image, uid, gid, home_mount_path, home_volume_name, timeout, nam
         raise ValueError(f"home mount path must be absolute, not {home_mount_path!r}")
     if not isinstance(home_volume_name, str) or not _DNS_LABEL.match(home_volume_name):
         raise ValueError(f"home volume name {home_volume_name!r} is not a valid volume name")
-    if not isinstance(name, str) or not _DNS_LABEL.match(name):
-        raise ValueError(f"container name {name!r} is not a valid container name")
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
         raise ValueError(f"lesson sync timeout must be a number of seconds, not {timeout!r}")
     if not 1 <= timeout <= MAX_TIMEOUT:
