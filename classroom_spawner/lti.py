@@ -36,7 +36,7 @@ from ltiauthenticator.lti13.error import (
     LoginError,
     ValidationError,
 )
-from ltiauthenticator.lti13.handlers import LTI13CallbackHandler
+from ltiauthenticator.lti13.handlers import LTI13CallbackHandler, LTI13LoginInitHandler
 from ltiauthenticator.lti13.validator import LTI13LaunchValidator
 from ltiauthenticator.utils import convert_request_to_dict
 from tornado import web
@@ -130,18 +130,24 @@ class ClassroomLTI13CallbackHandler(LTI13CallbackHandler):
             id_token = await self._verified_launch()
         except InvalidAudienceError as e:
             self.log.warning("LTI launch refused: %s", str(e)[:300])
-            raise titled_error(401, f"The launch was not meant for this hub: {e}", CANNOT_LOG_IN)
+            raise titled_error(
+                401, f"The launch was not meant for this hub: {e}", CANNOT_LOG_IN
+            )
         except ValidationError as e:
             self.log.warning("LTI launch refused: %s", str(e)[:300])
             raise titled_error(
-                400, f"The launch from your course page could not be verified: {e}", CANNOT_LOG_IN
+                400,
+                f"The launch from your course page could not be verified: {e}",
+                CANNOT_LOG_IN,
             )
         try:
             user = await self.login_user(id_token)
         except LoginError as e:
             raise titled_error(400, str(e), CANNOT_LOG_IN)
         if user is None:
-            raise titled_error(403, self.authenticator.custom_403_message, NOT_ON_A_ROSTER)
+            raise titled_error(
+                403, self.authenticator.custom_403_message, NOT_ON_A_ROSTER
+            )
         await self.redirect_to_next_url(user)
 
     async def _verified_launch(self) -> dict:
@@ -180,6 +186,22 @@ class ClassroomLTI13CallbackHandler(LTI13CallbackHandler):
         return super().get_next_url(user)
 
 
+class ClassroomLTI13LoginInitHandler(LTI13LoginInitHandler):
+    """The login initiation, with state and nonce cookies that come back on the
+    LMS's cross-site form post: ``SameSite=None; Secure`` over https (browsers
+    send a default, ``Lax``, cookie on a cross-site POST never, so every launch
+    from an LMS on another site would fail its state check)."""
+
+    def _set_oauth_cookie(self, key: str, value):
+        overrides = {}
+        if self.authenticator.get_uri_scheme(self.request) == "https":
+            overrides = {"samesite": "None", "secure": True}
+        # ten minutes are plenty for the round trip through the LMS
+        self._set_cookie(
+            key, value, expires_days=1 / 144, httponly=True, encrypted=True, **overrides
+        )
+
+
 class ToolJWKSHandler(BaseHandler):
     """The tool's public key, for the LMS to check the tool's client assertions."""
 
@@ -202,6 +224,7 @@ class ClassroomLTI13Authenticator(RosterAuthenticatorMixin, LTI13Authenticator):
     :attr:`nrps_token_url` and :attr:`tool_private_key_file`.
     """
 
+    login_handler = ClassroomLTI13LoginInitHandler
     callback_handler = ClassroomLTI13CallbackHandler
 
     # the mixin's OAuthenticator-only names: an LMS has no groups claim

@@ -15,6 +15,7 @@ import os
 import secrets
 import textwrap
 import time
+from urllib.parse import urlencode
 
 import pytest
 import pytest_asyncio
@@ -212,7 +213,9 @@ async def test_launch_from_an_unknown_course_is_refused(hub, lms):
     assert result.status == 403, result.describe()
     assert "does not serve the course you came from (Art History 300)" in result.message
     # said once, under a short heading, not as the heading too (JupyterHub 6.x)
-    assert result.text.count("does not serve the course you came from") == 1, result.text
+    assert (
+        result.text.count("does not serve the course you came from") == 1
+    ), result.text
     assert CONTACT in result.message
     assert await user_model(hub, "eve") is None
     assert "no course lists in lms_contexts" in hub.read_log()
@@ -311,6 +314,36 @@ async def test_lms_failing_keeps_the_last_roster(hub, lms, failure):
         lms.tamper.discard(failure)
         lms.add_member("canvas-ds101", "alice", ["Learner"])
     await wait_for_lms_roster(hub, "ds101", lambda e: not e["error"])
+
+
+async def test_state_cookies_come_back_on_a_cross_site_post_over_https(hub, lms):
+    # behind an https ingress: the LMS's form post is cross-site, so the state and
+    # nonce cookies must be SameSite=None (and Secure)
+    query = {
+        "iss": lms.issuer,
+        "login_hint": "alice",
+        "target_link_uri": hub.hub_url,
+        "client_id": lms.client_id,
+        "lti_deployment_id": lms.deployment_id,
+    }
+    r = await hub.fetch(
+        "hub/lti13/oauth_login?" + urlencode(query),
+        headers={"X-Forwarded-Proto": "https"},
+    )
+    assert r.code == 302
+    cookies = [
+        c
+        for c in r.headers.get_list("Set-Cookie")
+        if c.startswith("lti13authenticator-")
+    ]
+    assert len(cookies) == 2, cookies
+    for cookie in cookies:
+        assert (
+            "SameSite=None" in cookie and "Secure" in cookie and "HttpOnly" in cookie
+        ), cookie
+    plain = await hub.fetch("hub/lti13/oauth_login?" + urlencode(query))
+    for cookie in plain.headers.get_list("Set-Cookie"):
+        assert "SameSite=None" not in cookie, cookie
 
 
 async def test_tool_jwks_is_served(hub, lms):
