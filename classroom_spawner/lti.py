@@ -482,14 +482,12 @@ class ClassroomLTI13Authenticator(RosterAuthenticatorMixin, LTI13Authenticator):
         username = model["name"] = self.normalize_username(str(model["name"]))
         roster = await self.roster.current()
         context_id, title = launch_context(id_token)
-        index = context_index(roster.courses)
-        if context_id in index.ambiguous:
-            self.log.error(
-                "LMS context %r is listed by several courses: %s",
-                context_id[:80],
-                ", ".join(index.ambiguous[context_id]),
-            )
-        course_id = index.courses.get(context_id) if context_id else None
+        # (two courses never list the same context: reading the course files refuses it)
+        course_id = (
+            context_index(roster.courses).courses.get(context_id)
+            if context_id
+            else None
+        )
         if course_id is None:
             self._refuse(
                 403,

@@ -194,3 +194,14 @@ def test_course_file_lms_contexts(write_file, roster_problems):
         "scalar.yaml", "courses:\n  - id: ds101\n    lms_contexts: c1\n"
     )
     assert roster_problems([scalar]) == [f"{scalar}:3: 'lms_contexts' must be a list"]
+
+
+def test_two_courses_may_not_share_an_lms_context(write_file, roster_problems):
+    path = write_file(
+        "shared.yaml",
+        "courses:\n  - id: ds101\n    lms_contexts: [c1, c2]\n  - id: ds102\n    lms_contexts: [c3, c2]\n",
+    )
+    assert roster_problems([path]) == [
+        f"{path}:4: LMS context 'c2' of course 'ds102' is listed by course 'ds101' too (at {path}:2):"
+        " a launch must name one course"
+    ]

@@ -230,7 +230,9 @@ c.ClassroomLTI13Authenticator.enable_auth_state = True
     assert "LMS art" not in out
 
 
-async def test_saved_lists_are_in_force_from_the_first_roster_check(write_file, tmp_path, monkeypatch):
+async def test_saved_lists_are_in_force_from_the_first_roster_check(
+    write_file, tmp_path, monkeypatch
+):
     """Without manage_roles (no load_managed_roles at start-up), the saved lists and
     the schedule start at the first login or refresh."""
     from traitlets.config import Config
@@ -240,17 +242,27 @@ async def test_saved_lists_are_in_force_from_the_first_roster_check(write_file, 
     from classroom_spawner.roster.nrps import CourseList, write_state
 
     monkeypatch.chdir(tmp_path)
-    course_file = write_file("courses.yaml", "courses:\n  - id: ds101\n    lms_contexts: [c1]\n")
+    course_file = write_file(
+        "courses.yaml", "courses:\n  - id: ds101\n    lms_contexts: [c1]\n"
+    )
     write_state(
         str(tmp_path / "classroom-lms-rosters.json"),
-        {"ds101": CourseList(url="https://lms.example.edu/nrps/c1", members={"alice": Role.STUDENT}, synced_at=1.0)},
+        {
+            "ds101": CourseList(
+                url="https://lms.example.edu/nrps/c1",
+                members={"alice": Role.STUDENT},
+                synced_at=1.0,
+            )
+        },
     )
     c = Config()
     c.ClassroomRoster.course_files = [course_file]
     c.ClassroomLTI13Authenticator.client_id = ["tool"]
     c.ClassroomLTI13Authenticator.deployment_ids = ["d1"]
     c.ClassroomLTI13Authenticator.nrps_token_url = "https://lms.example.edu/token"
-    c.ClassroomLTI13Authenticator.tool_private_key_file = write_file("key.pem", private_pem(new_key()))
+    c.ClassroomLTI13Authenticator.tool_private_key_file = write_file(
+        "key.pem", private_pem(new_key())
+    )
     c.ClassroomLTI13Authenticator.enable_auth_state = True
     c.ClassroomLTI13Authenticator.nrps_sync_interval = 3600
     auth = ClassroomLTI13Authenticator(config=c)
@@ -261,3 +273,18 @@ async def test_saved_lists_are_in_force_from_the_first_roster_check(write_file, 
     finally:
         auth.lms_rosters.stop()
         ClassroomRoster._shared.clear()
+
+
+async def test_a_next_page_on_another_host_is_not_followed(lms, tool_key):
+    """The access token goes with every page request: a Link to another host is refused."""
+    from tornado.httpclient import AsyncHTTPClient
+
+    http = AsyncHTTPClient()
+    token = await endpoint(lms, tool_key).token(http)
+    lms.tamper.add("nrps_next_elsewhere")
+    with pytest.raises(
+        NRPSError,
+        match=r"the next page is on another host \(http://lms.attacker.example\)",
+    ):
+        await fetch_members(http, f"{lms.url}/nrps/c1", token)
+    assert lms.nrps_requests == 1

@@ -94,6 +94,16 @@ def load_roster(course_files: list[str]) -> LoadResult:
                     f"duplicate course id {course.id!r} (first defined at {courses[course.id].origin})",
                 )
                 continue
+            clash = next((c for c in courses.values() if set(c.lms_contexts) & set(course.lms_contexts)), None)
+            if clash is not None:
+                shared = sorted(set(clash.lms_contexts) & set(course.lms_contexts))
+                problems.add(
+                    path,
+                    entry.line,
+                    f"LMS context {shared[0]!r} of course {course.id!r} is listed by course"
+                    f" {clash.id!r} too (at {clash.origin}): a launch must name one course",
+                )
+                continue
             courses[course.id] = course
             for username, role, _line in entry.members:
                 enrol(username, course.id, role)

@@ -28,7 +28,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import jwt
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
@@ -190,7 +190,18 @@ async def fetch_members(
             )
         members.extend(m for m in page["members"] if isinstance(m, Mapping))
         page_url = next_link(response.headers.get("Link"))
+        if page_url and _origin(page_url) != _origin(url):
+            # the access token goes with every page: never to another host
+            scheme, host = _origin(page_url)
+            raise NRPSError(
+                f"membership list {url}: the next page is on another host ({scheme}://{host[:80]})"
+            )
     return members
+
+
+def _origin(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    return parts.scheme, parts.netloc
 
 
 def member_roster(

@@ -21,7 +21,8 @@ What a real LMS (Canvas, Moodle) does for a tool, and nothing else:
 ``expired`` (an id_token past its ``exp``), ``nonce`` (not the tool's nonce),
 ``deployment`` (an unknown deployment id), ``signature`` (the token altered
 after signing), ``nrps_not_json`` (an HTML page instead of the list),
-``nrps_down`` (HTTP 503 from the membership list).
+``nrps_down`` (HTTP 503 from the membership list), ``nrps_next_elsewhere`` (a
+``Link: rel="next"`` to another host).
 
 Usage::
 
@@ -53,7 +54,15 @@ NRPS_CLAIM = "https://purl.imsglobal.org/spec/lti-nrps/claim/namesroleservice"
 NRPS_SCOPE = "https://purl.imsglobal.org/spec/lti-nrps/scope/contextmembership.readonly"
 
 TAMPERS = frozenset(
-    {"expired", "nonce", "deployment", "signature", "nrps_not_json", "nrps_down"}
+    {
+        "expired",
+        "nonce",
+        "deployment",
+        "signature",
+        "nrps_not_json",
+        "nrps_down",
+        "nrps_next_elsewhere",
+    }
 )
 
 
@@ -461,7 +470,11 @@ class NRPSHandler(_Handler):
         members = list(context.members.values())
         start = int(self.get_argument("offset", "0"))
         page = members[start : start + p.page_size]
-        if start + p.page_size < len(members):
+        if "nrps_next_elsewhere" in p.tamper:
+            self.set_header(
+                "Link", '<http://lms.attacker.example/nrps?offset=2>; rel="next"'
+            )
+        elif start + p.page_size < len(members):
             next_url = f"{p.url}/nrps/{context_id}?offset={start + p.page_size}"
             self.set_header("Link", f'<{next_url}>; rel="next"')
         self.set_header(
