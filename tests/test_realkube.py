@@ -3,11 +3,17 @@ plane (etcd, kube-apiserver, kube-scheduler, kube-controller-manager built by
 `make k8s-binaries`). Runs in `make test-k8s` (CLASSROOM_KUBE=real)."""
 
 import os
+import signal
 import sys
 
 import pytest
 
-from classroom_spawner.local.kube import Faults, KubeletConfig, kube_backend
+from classroom_spawner.local.kube import (
+    Faults,
+    KubeletConfig,
+    RealKubeProcess,
+    kube_backend,
+)
 from classroom_spawner.local.kube.binaries import K8S_VERSION
 from classroom_spawner.local.kube.realkube import RealKube
 from classroom_spawner.local.kube.testing import (
@@ -190,3 +196,49 @@ async def test_graceful_delete_stops_the_processes(k8s, v1):
     assert marked_processes(k8s.id) == []
     killing = [r for c, r, m in await events_of(v1, "sleeper") if r == "Killing"]
     assert killing == ["Killing"]
+
+
+def _alive(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return "State:\tZ" not in f.read()
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL"])
+async def test_the_process_runner_leaves_no_process(tmp_path, how):
+    """`python -m classroom_spawner.local.kube --backend real`: stopped with SIGTERM
+    (what Ctrl-C in the terminal sends it too), or killed outright, nothing of the
+    control plane and no pod outlives it."""
+    k8s = RealKubeProcess(tmp_path / "k8s")
+    async with k8s:
+        assert k8s.version["gitVersion"] == K8S_VERSION
+        stats = await k8s.astats()
+        pids = list(stats["control_plane_pids"].values())
+        assert len(pids) == 4 and all(_alive(p) for p in pids)
+        async with core_client(k8s.kubeconfig_path) as v1:
+            await v1.create_namespaced_pod(
+                NS, pod_manifest("sleeper", [PY, "-c", "import time; time.sleep(600)"])
+            )
+
+            async def running():
+                return (await k8s.astats())["processes"] == 1
+
+            await wait_for(running, 60, interval=0.2, message="the pod never ran")
+        if how == "SIGKILL":
+            os.kill(k8s.pid, signal.SIGKILL)
+            k8s.proc.wait()
+    await wait_for(
+        lambda: not any(_alive(p) for p in pids),
+        30,
+        interval=0.1,
+        message="control-plane processes outlived the launcher",
+    )
+    if how == "SIGTERM":
+        assert marked_processes(k8s.info["standin_id"]) == []
+    else:
+        # pod processes are the node agent's children, not the kernel's to reap: as
+        # with the stand-in, a SIGKILLed agent leaves them (the demo kills them by marker)
+        for pid in marked_processes(k8s.info["standin_id"]):
+            os.kill(pid, signal.SIGKILL)

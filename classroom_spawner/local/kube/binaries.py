@@ -129,7 +129,7 @@ def build(out=sys.stdout, go=None):
     ]
     print(
         f"k8s binaries {K8S_VERSION}: building {', '.join(BINARIES)} into {target}"
-        " (a cold build takes 15-25 min on 2 cores)",
+        " (cold: 10-25 min on 2 cores)",
         file=out,
         flush=True,
     )
