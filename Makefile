@@ -57,7 +57,7 @@ test-oldest: $(VENV_OLDEST)/bin/.installed node_modules/.installed
 $(VENV_Z2JH)/bin/.installed: pyproject.toml .ci/z2jh-constraints.txt
 	$(PYTHON_Z2JH) -m venv $(VENV_Z2JH)
 	$(VENV_Z2JH)/bin/pip install --quiet --upgrade pip
-	$(VENV_Z2JH)/bin/pip install --quiet -c .ci/z2jh-constraints.txt -e ".[test]" jupyterhub-ltiauthenticator jupyterhub-idle-culler
+	$(VENV_Z2JH)/bin/pip install --quiet -c .ci/z2jh-constraints.txt -e ".[test]"
 	touch $@
 
 test-z2jh: $(VENV_Z2JH)/bin/.installed node_modules/.installed
