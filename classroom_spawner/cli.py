@@ -357,7 +357,9 @@ def cmd_demo(args, out) -> int:
     """Run the local demo (a test/demo tool: imported only here, never by the hub)."""
     from .local import demo
 
-    return demo.main(port=args.port, workdir=args.workdir, push_update=args.push_update, out=out, kube=args.kube)
+    return demo.main(
+        port=args.port, workdir=args.workdir, push_update=args.push_update, out=out, kube=args.kube, lms=args.lms
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -431,6 +433,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--push-update",
         action="store_true",
         help="push a sample lesson update to the running demo's ds101 lessons, then exit",
+    )
+    demo.add_argument(
+        "--lms",
+        action="store_true",
+        help="log in from a local LMS (LTI 1.3) on the next port, with a course whose roster comes"
+        " only from it, instead of the OpenID Connect provider (docs/lti.md)",
     )
     demo.set_defaults(func=cmd_demo)
     return parser

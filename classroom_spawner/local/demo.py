@@ -648,7 +648,7 @@ def push_lesson_update(workdir, repo: str = "ds101-lessons") -> dict:
     return {"commit": git("rev-parse", "HEAD", cwd=work), "added": [added], "changed": changed}
 
 
-def main(port=DEFAULT_PORT, workdir=DEFAULT_WORKDIR, push_update=False, out=None, kube=None) -> int:
+def main(port=DEFAULT_PORT, workdir=DEFAULT_WORKDIR, push_update=False, out=None, kube=None, lms=False) -> int:
     """What ``classroom-spawner demo`` runs."""
     out = out if out is not None else sys.stdout
     if push_update:
@@ -670,4 +670,14 @@ def main(port=DEFAULT_PORT, workdir=DEFAULT_WORKDIR, push_update=False, out=None
         for problem in problems:
             print(f"error: {problem}", file=sys.stderr)
         return 1
+    if lms:
+        # the LTI 1.3 login needs the `lti` extra; imported here only (it imports this module)
+        try:
+            import ltiauthenticator  # noqa: F401
+
+            from .lti.demo import LMSDemo
+        except ImportError as e:
+            print(f"error: --lms needs jupyterhub-ltiauthenticator (pip install 'classroom-spawner[lti]'): {e}", file=sys.stderr)
+            return 1
+        return asyncio.run(LMSDemo(workdir, port=port, lms_port=port + 1, out=out, kube=kube).run())
     return asyncio.run(Demo(workdir, port=port, out=out, kube=kube).run())
