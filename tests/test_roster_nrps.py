@@ -288,3 +288,36 @@ async def test_a_next_page_on_another_host_is_not_followed(lms, tool_key):
     ):
         await fetch_members(http, f"{lms.url}/nrps/c1", token)
     assert lms.nrps_requests == 1
+
+
+@pytest.mark.parametrize(
+    "change, says",
+    [
+        ("emails hidden", "none of its 6 active members has a usable username"),
+        ("everyone gone", "it lists no one, the last good one had 6 people"),
+    ],
+)
+async def test_a_list_that_would_lock_the_course_out_keeps_the_last_good_one(
+    lms, tool_key, tmp_path, caplog, change, says
+):
+    by_email = []
+    source = LMSRosters(
+        endpoint(lms, tool_key),
+        username=lambda m: m.get("email"),
+        role=lambda roles: lti_role(roles, TABLE)[0],
+        publish=by_email.append,
+        log=logging.getLogger("test"),
+        interval=0,
+        min_interval=0,
+    )
+    await source.launched("ds101", f"{lms.url}/nrps/c1")
+    assert len(by_email[-1]["ds101"]) == 6
+    for member in lms.contexts["c1"].members.values():
+        if change == "emails hidden":
+            member.email = ""
+    if change == "everyone gone":
+        lms.contexts["c1"].members.clear()
+    with caplog.at_level(logging.ERROR):
+        assert not await source.sync("ds101")
+    assert says in caplog.text
+    assert len(source.courses["ds101"].members) == 6 and len(by_email) == 1

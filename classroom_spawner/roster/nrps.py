@@ -208,11 +208,12 @@ def member_roster(
     members: list[Mapping[str, Any]],
     username: Callable[[Mapping[str, Any]], str | None],
     role: Callable[[Any], Role | None],
-) -> tuple[dict[str, Role], int]:
-    """``{username: Role}`` of the active members, and how many were left out
-    (inactive, no usable username, or no role we map)."""
+) -> tuple[dict[str, Role], int, int]:
+    """``{username: Role}`` of the active members, how many were left out
+    (inactive, no usable username, or no role we map), and how many of the
+    active ones had no usable username."""
     roster: dict[str, Role] = {}
-    skipped = 0
+    skipped = unnamed = 0
     for member in members:
         if str(member.get("status") or "Active").lower() != "active":
             skipped += 1
@@ -221,10 +222,34 @@ def member_roster(
         their_role = role(member.get("roles"))
         if not name or their_role is None:
             skipped += 1
+            unnamed += not name
             continue
         if name not in roster or their_role.rank > roster[name].rank:
             roster[name] = their_role
-    return roster, skipped
+    return roster, skipped, unnamed
+
+
+def implausible(
+    roster: Mapping[str, Role], unnamed: int, before: Mapping[str, Role] | None
+) -> str | None:
+    """Why a freshly fetched list must not replace the last good one, if it must not.
+
+    A list in which no one has a usable username (the LMS's privacy settings
+    hide the field ``username_key`` names), or an empty list where the last good
+    one had people (an LMS glitch), would lock the whole course out at the next
+    refresh; the last good list stays instead.
+    """
+    if not roster and unnamed:
+        return (
+            f"none of its {unnamed} active members has a usable username (is the field"
+            " username_key names shared with the tool? check the LMS's privacy settings)"
+        )
+    if not roster and before:
+        return (
+            f"it lists no one, the last good one had {len(before)} people (remove the course's"
+            " lms_contexts to stop using the LMS's list)"
+        )
+    return None
 
 
 @dataclass
@@ -408,6 +433,14 @@ class LMSRosters:
                 members = await fetch_members(
                     self._http, entry.url, token, timeout=self.endpoint.timeout
                 )
+                roster, skipped, unnamed = member_roster(
+                    members, self.username, self.role
+                )
+                why = implausible(
+                    roster, unnamed, entry.members if entry.synced_at else None
+                )
+                if why:
+                    raise NRPSError(f"membership list {entry.url}: {why}")
             except NRPSError as e:
                 if entry.error != str(e):
                     self.log.error(
@@ -423,7 +456,6 @@ class LMSRosters:
                 entry.error = str(e)
                 await self._save()
                 return False
-            roster, skipped = member_roster(members, self.username, self.role)
             changed = roster != entry.members or entry.synced_at is None
             entry.members, entry.skipped, entry.error = roster, skipped, None
             entry.synced_at = time.time()
