@@ -775,9 +775,10 @@ class ClassroomSpawner(KubeSpawner):
                     self.log.info("%s waits in line for a %s slot", self._log_name, need.name)
         except AdmissionTimeout:
             self._refused()
-            minutes = round(self.spawn_queue_max_wait / 60)
+            wait = self.spawn_queue_max_wait
+            waited = f"{wait:.0f} seconds" if wait < 90 else f"{round(wait / 60)} minutes"
             raise user_error(
-                f"The hub is very busy: you waited {minutes} minutes in line without getting"
+                f"The hub is very busy: you waited {waited} in line without getting"
                 " a server. Please try again in a few minutes.",
                 status=503,
                 reason="queue-timeout",

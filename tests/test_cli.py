@@ -273,3 +273,30 @@ def test_queue_against_something_that_is_not_the_queue_api_says_so(body):
     assert result.returncode == 1
     assert "did not answer with the spawn queue" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("shape", ["list", "dict"])
+def test_check_says_what_a_courses_volumes_give_its_servers(tmp_path, z2jh_config, shape):
+    # the hub's volumes as the chart writes them (dicts); the course adds one as a list or dict
+    if shape == "list":
+        override = "volumes: [{name: datasets, emptyDir: {}}]\n      volume_mounts: [{name: datasets, mountPath: /srv/datasets, readOnly: true}]"
+    else:
+        override = "volumes: {datasets: {name: datasets, emptyDir: {}}}\n      volume_mounts: {datasets: {name: datasets, mountPath: /srv/datasets, readOnly: true}}"
+    (tmp_path / "courses.yaml").write_text(
+        "courses:\n  - id: c1\n    students: [a]\n    kubespawner_override:\n      " + override + "\n"
+    )
+    config = z2jh_config(
+        {"hub": {"concurrentSpawnLimit": 0}, "singleuser": {"cloudMetadata": {"blockWithIptables": False}}},
+        culler_command=["true"],
+        extra="""
+            c.JupyterHub.spawner_class = "classroom"
+            c.ClassroomRoster.course_files = ["courses.yaml"]
+            """,
+    )
+    (tmp_path / "jupyterhub_config.py").write_text(config)
+    result = cli("check", cwd=tmp_path)
+    assert result.returncode in (0, 3), result.stderr
+    assert (
+        "c1: volumes volume-{user_server} (persistentVolumeClaim) at /home/jovyan;"
+        " datasets (emptyDir) at /srv/datasets read-only"
+    ) in result.stdout, result.stdout
