@@ -776,7 +776,8 @@ class ClassroomSpawner(KubeSpawner):
         except AdmissionTimeout:
             self._refused()
             wait = self.spawn_queue_max_wait
-            waited = f"{wait:.0f} seconds" if wait < 90 else f"{round(wait / 60)} minutes"
+            seconds = round(wait)
+            waited = f"{seconds} second{'s' * (seconds != 1)}" if wait < 90 else f"{round(wait / 60)} minutes"
             raise user_error(
                 f"The hub is very busy: you waited {waited} in line without getting"
                 " a server. Please try again in a few minutes.",

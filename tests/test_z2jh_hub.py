@@ -258,7 +258,7 @@ async def test_twenty_refusals_in_a_row_leave_the_hub_and_the_queue_as_they_were
         expected = {
             "profile": "is not available to you",
             "no-course": "You are not enrolled in any course",
-            "queue": "you waited 1 seconds in line without getting a server",
+            "queue": "you waited 1 second in line without getting a server",
         }[kind]
         assert expected in message, (kind, message)
     # the hub did not give up (Z2JH's consecutiveFailureLimit is 5) ...
