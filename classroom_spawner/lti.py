@@ -36,7 +36,11 @@ from ltiauthenticator.lti13.error import (
     LoginError,
     ValidationError,
 )
-from ltiauthenticator.lti13.handlers import LTI13CallbackHandler, LTI13LoginInitHandler
+from ltiauthenticator.lti13.handlers import (
+    LTI13CallbackHandler,
+    LTI13ConfigHandler,
+    LTI13LoginInitHandler,
+)
 from ltiauthenticator.lti13.validator import LTI13LaunchValidator
 from ltiauthenticator.utils import convert_request_to_dict
 from tornado import web
@@ -59,7 +63,7 @@ from .authz.lti_claims import (
     parse_role_map,
 )
 from .roster import Role, Roster, parse_role
-from .roster.nrps import LMSRosters, TokenEndpoint
+from .roster.nrps import NRPS_SCOPE, LMSRosters, TokenEndpoint
 
 __all__ = ["ClassroomLTI13Authenticator", "LAUNCHES_KEY"]
 
@@ -202,6 +206,23 @@ class ClassroomLTI13LoginInitHandler(LTI13LoginInitHandler):
         )
 
 
+class ClassroomLTI13ConfigHandler(LTI13ConfigHandler):
+    """ltiauthenticator's tool configuration JSON (Canvas's "Enter URL" / "Paste
+    JSON"), with the tool's public key URL when the hub has a tool key."""
+
+    def write(self, chunk):
+        if isinstance(chunk, str) and self.authenticator.tool_public_jwk() is not None:
+            config = json.loads(chunk)
+            protocol = self.authenticator.get_uri_scheme(self.request)
+            config["public_jwk_url"] = (
+                f"{protocol}://{self.request.host}"
+                + url_path_join(self.hub.base_url, "lti13/jwks")
+            )
+            config["scopes"] = sorted(set(config.get("scopes") or ()) | {NRPS_SCOPE})
+            chunk = json.dumps(config)
+        return super().write(chunk)
+
+
 class ToolJWKSHandler(BaseHandler):
     """The tool's public key, for the LMS to check the tool's client assertions."""
 
@@ -225,6 +246,7 @@ class ClassroomLTI13Authenticator(RosterAuthenticatorMixin, LTI13Authenticator):
     """
 
     login_handler = ClassroomLTI13LoginInitHandler
+    config_handler = ClassroomLTI13ConfigHandler
     callback_handler = ClassroomLTI13CallbackHandler
 
     # the mixin's OAuthenticator-only names: an LMS has no groups claim

@@ -353,6 +353,16 @@ async def test_tool_jwks_is_served(hub, lms):
     assert "d" not in keys[0]  # the public half only
 
 
+async def test_tool_configuration_names_the_public_key_url(hub, lms):
+    config = (await hub.fetch("hub/lti13/config")).json()
+    assert config["public_jwk_url"] == hub.hub_url + "hub/lti13/jwks"
+    assert config["oidc_initiation_url"] == hub.hub_url + "hub/lti13/oauth_login"
+    assert (
+        "https://purl.imsglobal.org/spec/lti-nrps/scope/contextmembership.readonly"
+        in config["scopes"]
+    )
+
+
 async def test_the_hub_log_is_clean(hub):
     log = hub.read_log()
     assert "Traceback" not in log, log[log.index("Traceback") - 2000 :][:6000]
