@@ -22,11 +22,11 @@ from typing import Any, NamedTuple
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from jupyterhub.utils import maybe_future
 from kubernetes_asyncio.client.exceptions import ApiException
-from kubernetes_asyncio.client.models import V1Container
+from kubernetes_asyncio.client.models import V1Container, V1Volume
 from kubespawner import KubeSpawner
 from kubespawner.utils import get_k8s_model
 from tornado import web
-from traitlets import Dict, Float, Integer, List, TraitError, Unicode, default, validate
+from traitlets import Bool, Dict, Float, Integer, List, TraitError, Unicode, default, validate
 
 from . import profiles as profiles_mod
 from .authz.claims import merge_memberships
@@ -37,11 +37,15 @@ from .lessons.initcontainer import (
     DEFAULT_RESOURCES,
     build_init_container,
     parse_termination_message,
+    script_secret,
+    script_secret_name,
+    script_volume,
 )
 from .metrics import SPAWN_QUEUE_WAIT_SECONDS, observe_queue
 from .mounts import merged_profile, uses_pvc_name
 from .roster import ClassroomRoster, Role
 from .spawnqueue import Admission, AdmissionTimeout, Need, shared_queue
+from .volumecache import volume_cache
 
 TEMPLATES = os.path.join(os.path.dirname(__file__), "templates")
 
@@ -118,6 +122,8 @@ class ClassroomSpawner(KubeSpawner):
     _hub_limit_checked = False
     _sync_cap_warned = False
     _profile_list_warned = False
+    # the lesson sync program's Secret, per namespace: a task creating it, then its outcome
+    _program_secrets: dict = {}
 
     admin_profiles = List(
         Dict(),
@@ -288,6 +294,24 @@ class ClassroomSpawner(KubeSpawner):
         help="""
         Hosts the lesson token may be sent to (e.g. ``["github.com"]``). Empty:
         every https host of a course's lesson repos.
+        """,
+    )
+
+    lesson_sync_program_secret = Bool(
+        True,
+        config=True,
+        help="""
+        Deliver the lesson sync program (about 50 KB of Python) in a Secret mounted
+        read-only into the init container, instead of in its command. The hub
+        creates the Secret ``classroom-lesson-sync-<version>`` in the users'
+        namespace when it is missing (Zero to JupyterHub's hub may create
+        Secrets), so a pod with lessons stays a few KB, and so does every pod
+        event the hub watches. If the hub cannot create it, the program rides in
+        the command, with a warning in the log.
+
+        Old versions' Secrets stay (a few KB each); remove them with
+        ``kubectl delete secret -l app.kubernetes.io/component=lesson-sync``
+        when no pod of an older version runs.
         """,
     )
 
@@ -602,14 +626,21 @@ class ClassroomSpawner(KubeSpawner):
 
         Cheap: if the spawner's saved state says the volume exists (KubeSpawner
         records the PVC name once it has created or found it), it is a
-        returning user, with no API call. Otherwise one GET of the PVC: missing,
-        or not yet bound, means a first spawn. Always False without a volume of
-        one's own (:meth:`has_own_volume`).
+        returning user. Otherwise the hub's cache of user volumes (one watch of
+        the namespace, :mod:`classroom_spawner.volumecache`) answers: missing,
+        or not yet bound, means a first spawn. Only while that cache cannot be
+        started, one GET of the PVC. Always False without a volume of one's own
+        (:meth:`has_own_volume`).
         """
         if not self.has_own_volume():
             return False
         if "pvc_name" in self.get_state():
             return False
+        cache = await volume_cache(self, timeout=self.k8s_api_request_timeout)
+        if cache is not None:
+            phase = cache.phase(self.namespace, self.pvc_name)
+            self.log.debug("%s: volume %s is %s (volume cache)", self._log_name, self.pvc_name, phase or "missing")
+            return phase != "Bound"
         try:
             pvc = await asyncio.wait_for(
                 self.api.read_namespaced_persistent_volume_claim(self.pvc_name, self.namespace),
@@ -646,12 +677,61 @@ class ClassroomSpawner(KubeSpawner):
         pod = await super().get_pod_manifest()
         course = (await self.profile_selection(recheck=False)).course
         if course is not None and course.lessons:
-            container = self._lesson_sync_container(pod, course)
+            program = self._program_secret()
+            container = self._lesson_sync_container(pod, course, program)
             if container is not None:
                 pod.spec.init_containers = list(pod.spec.init_containers or []) + [container]
+                if program:
+                    pod.spec.volumes = list(pod.spec.volumes or []) + [
+                        get_k8s_model(V1Volume, script_volume(program))
+                    ]
         return pod
 
-    def _lesson_sync_container(self, pod, course):
+    def _program_secret(self) -> str | None:
+        """The Secret the lesson sync program comes from, or None: in the command."""
+        if not self.lesson_sync_program_secret:
+            return None
+        task = ClassroomSpawner._program_secrets.get(self.namespace)
+        if task is not None and task.done() and (task.cancelled() or not task.result()):
+            return None  # this hub could not create it
+        return script_secret_name()
+
+    async def _ensure_program_secret(self) -> None:
+        """Create the lesson sync program's Secret if it is missing; once per namespace."""
+        if not self.lesson_sync_program_secret:
+            return
+        task = ClassroomSpawner._program_secrets.get(self.namespace)
+        if task is None or (task.done() and not task.cancelled() and not task.result()):
+            task = asyncio.ensure_future(self._create_program_secret())
+            ClassroomSpawner._program_secrets[self.namespace] = task
+        await asyncio.shield(task)
+
+    async def _create_program_secret(self) -> bool:
+        try:
+            await asyncio.wait_for(
+                self.api.create_namespaced_secret(self.namespace, script_secret()),
+                self.k8s_api_request_timeout,
+            )
+            self.log.info("Created Secret %s/%s (the lesson sync program)", self.namespace, script_secret_name())
+        except ApiException as e:
+            if e.status != 409:  # 409: there already
+                return self._program_secret_failed(f"HTTP {e.status} {e.reason}")
+        except Exception as e:
+            return self._program_secret_failed(str(e) or type(e).__name__)
+        return True
+
+    def _program_secret_failed(self, why: str) -> bool:
+        self.log.warning(
+            "Could not create the Secret %s/%s for the lesson sync program (%s): the program"
+            " rides in the pod spec instead. Give the hub's service account 'create' on"
+            " secrets, or set c.ClassroomSpawner.lesson_sync_program_secret = False.",
+            self.namespace,
+            script_secret_name(),
+            why,
+        )
+        return False
+
+    def _lesson_sync_container(self, pod, course, program: str | None):
         notebook = pod.spec.containers[0]
         # expanded as KubeSpawner expands the mounts' own paths (no public API does it)
         home = self._expand_user_properties(self.home_mount_path)
@@ -681,6 +761,7 @@ class ClassroomSpawner(KubeSpawner):
             timeout=self._lesson_sync_seconds(),
             resources=self.lesson_sync_resources,
             image_pull_policy=notebook.image_pull_policy,
+            program_secret=program,
         )
         return get_k8s_model(V1Container, spec)
 
@@ -733,6 +814,8 @@ class ClassroomSpawner(KubeSpawner):
         try:
             # refuse bad options before anyone waits in line for nothing
             selection = await self._spawn_selection()
+            if selection.course is not None and selection.course.lessons:
+                await self._ensure_program_secret()
             admission = await self._admission()
             if not entry.done():
                 entry.set_result(_Entry(selection, admission))

@@ -139,6 +139,9 @@ async def test_lecture_hall_burst_everyone_gets_a_server(hub):
     log = hub.read_log()
     assert "did not start in 8 seconds" not in log
     assert "Too many users" not in log
+    # who was a first spawn came from the hub's cache of volumes, not a GET per spawn
+    assert "volume claim-student00 is missing (volume cache)" in log
+    assert "Could not check for" not in log and "asking the API" not in log
 
     # afterwards the line is empty, and the metrics say what happened
     state = (await hub.api("GET", "classroom/spawn-queue")).json()["queues"]["first-spawn"]

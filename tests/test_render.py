@@ -1,5 +1,6 @@
 """The manifests a user would get: built by the spawner's own code, valid for Kubernetes."""
 
+import base64
 import json
 import logging
 import os
@@ -12,6 +13,7 @@ import pytest
 from traitlets import TraitError
 from traitlets.config import Config
 
+from classroom_spawner.lessons.initcontainer import script_secret, script_secret_name, sync_script
 from classroom_spawner.offline import render_manifests
 
 K8S_VERSION = kubernetes_validate.latest_version()
@@ -176,8 +178,13 @@ async def test_lesson_sync_runs_as_the_notebook_user_on_the_home_volume(classroo
     assert sync["image"] == notebook["image"]  # nothing extra to pull
     for key in ("runAsUser", "runAsGroup"):
         assert sync["securityContext"][key] == notebook["securityContext"][key]
-    assert sync["volumeMounts"] == notebook["volumeMounts"]
-    assert sync["command"][:3] == ["python3", "-I", "-c"]  # no shell anywhere
+    home, program = sync["volumeMounts"]
+    assert [home] == notebook["volumeMounts"]
+    # the program comes read-only from its Secret, not in the pod spec; no shell anywhere
+    assert program == {"name": "lesson-sync-program", "mountPath": "/opt/classroom-lesson-sync", "readOnly": True}
+    assert sync["command"] == ["python3", "-I", "/opt/classroom-lesson-sync/sync.py"]
+    (volume,) = [v for v in pod["spec"]["volumes"] if v["name"] == "lesson-sync-program"]
+    assert volume["secret"]["secretName"] == script_secret_name()
     job = json.loads(next(e["value"] for e in sync["env"] if e["name"] == "CLASSROOM_LESSONS"))
     assert [(j["target"], j["ref"], j["depth"]) for j in job] == [
         ("ds101-lessons", "main", None),
@@ -196,6 +203,27 @@ async def test_lesson_token_comes_from_a_secret_never_the_spec(classroom_config)
     (token,) = [e for e in sync["env"] if e.get("valueFrom")]
     assert token["valueFrom"]["secretKeyRef"]["name"] == "lesson-git-token"
     assert "value" not in token
+
+
+async def test_a_pod_with_lessons_is_a_few_kilobytes(classroom_config):
+    pod = (await render_manifests(classroom_config, "ada@uni.example.edu", profile="ds101"))["pod"]
+    size = len(json.dumps(pod, separators=(",", ":")))
+    print(f"pod with lessons: {size} bytes of JSON")
+    assert size <= 8 * 1024
+    # and with the program in the command, as before: about 50 KB more
+    classroom_config.ClassroomSpawner.lesson_sync_program_secret = False
+    pod = (await render_manifests(classroom_config, "ada@uni.example.edu", profile="ds101"))["pod"]
+    validate(pod)
+    (sync,) = pod["spec"]["initContainers"]
+    assert sync["command"][:3] == ["python3", "-I", "-c"] and len(sync["command"][3]) > 30_000
+    assert not [v for v in pod["spec"]["volumes"] if v["name"] == "lesson-sync-program"]
+
+
+def test_the_program_secret_is_a_valid_secret_named_by_the_programs_version():
+    secret = script_secret()
+    validate(secret)
+    assert secret["metadata"]["name"] == script_secret_name()
+    assert base64.b64decode(secret["data"]["sync.py"]).decode() == sync_script()
 
 
 async def test_lesson_sync_runs_after_the_hubs_own_init_containers(classroom_config):

@@ -13,6 +13,7 @@ import pytest
 import pytest_asyncio
 import requests
 
+from classroom_spawner.lessons.initcontainer import script_secret_name
 from classroom_spawner.local.hub import HubProcess
 from classroom_spawner.local.kube import Faults, kube_process
 from classroom_spawner.local.kube.testing import core_client
@@ -210,6 +211,11 @@ async def test_own_course_starts_with_its_image_volume_and_lessons(hub, k8s):
     pod = await pod_of(k8s, "alice")
     assert pod.spec.containers[0].image == "example.org/ds101:1"
     assert [c.name for c in pod.spec.init_containers] == ["lesson-sync"]
+    # the sync program came from the Secret the hub made, not from the pod spec
+    assert pod.spec.init_containers[0].command == ["python3", "-I", "/opt/classroom-lesson-sync/sync.py"]
+    async with core_client(k8s.kubeconfig_path) as v1:
+        secret = await v1.read_namespaced_secret(script_secret_name(), NS)
+    assert secret.metadata.labels["app.kubernetes.io/component"] == "lesson-sync"
     async with core_client(k8s.kubeconfig_path) as v1:
         pvc = await v1.read_namespaced_persistent_volume_claim("claim-alice", NS)
     assert pvc.spec.resources.requests["storage"] == "1Gi"

@@ -18,7 +18,9 @@ turns it back into warnings for the spawn progress stream.
 from __future__ import annotations
 
 import ast
+import base64
 import functools
+import hashlib
 import importlib.resources
 import inspect
 import json
@@ -88,6 +90,48 @@ def sync_script(minify: bool = True) -> str:
     return header + ast.unparse(tree) + "\n"
 
 
+#: the lesson sync program's home in the pod, and in its Secret
+SCRIPT_VOLUME = "lesson-sync-program"
+SCRIPT_DIR = "/opt/classroom-lesson-sync"
+SCRIPT_KEY = "sync.py"
+SCRIPT_LABELS = {"app.kubernetes.io/name": "classroom-spawner", "app.kubernetes.io/component": "lesson-sync"}
+
+
+def script_secret_name() -> str:
+    """The name of the Secret that holds this version of the program: one per version,
+    so pods of an older hub keep theirs while a new one rolls out."""
+    digest = hashlib.sha256(sync_script().encode("utf-8")).hexdigest()[:12]
+    return f"classroom-lesson-sync-{digest}"
+
+
+def script_secret() -> dict[str, Any]:
+    """The Secret (a Kubernetes dict) that carries the program to the init containers.
+
+    Mounted read-only, it keeps the ~50 KB program out of every pod's spec (and out
+    of every pod watch event the hub parses). Nothing in it is secret; a Secret is
+    what Zero to JupyterHub's hub may create (no ConfigMaps).
+    """
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": script_secret_name(), "labels": dict(SCRIPT_LABELS)},
+        "type": "Opaque",
+        "data": {SCRIPT_KEY: base64.b64encode(sync_script().encode("utf-8")).decode("ascii")},
+    }
+
+
+def script_volume(secret_name: str) -> dict[str, Any]:
+    """The pod volume of the program's Secret."""
+    return {
+        "name": SCRIPT_VOLUME,
+        "secret": {
+            "secretName": secret_name,
+            "defaultMode": 0o444,
+            "items": [{"key": SCRIPT_KEY, "path": SCRIPT_KEY}],
+        },
+    }
+
+
 def lessons_job(lessons: Iterable[Any]) -> list[dict[str, Any]]:
     """Validate lessons (dicts or objects with url/ref/target/depth) into the
     JSON-ready list the script reads from CLASSROOM_LESSONS."""
@@ -110,11 +154,14 @@ def build_init_container(
     timeout: float = DEFAULT_TIMEOUT,
     resources: Mapping[str, Any] | None = None,
     image_pull_policy: str | None = None,
+    program_secret: str | None = None,
 ) -> dict[str, Any]:
     """The init container spec (Kubernetes field names) for one pod.
 
     ``lessons`` are validated again here, so a bad entry raises ValueError
-    instead of reaching a pod.
+    instead of reaching a pod.  With ``program_secret`` (a Secret's name) the program comes from
+    that Secret (see :func:`script_secret`; the pod needs :func:`script_volume`),
+    mounted read-only; without, it rides in the command.
     """
     _check_args(image, uid, gid, home_mount_path, home_volume_name, timeout)
     job = lessons_job(lessons)
@@ -151,6 +198,11 @@ def build_init_container(
         "terminationMessagePath": TERMINATION_MESSAGE_PATH,
         "terminationMessagePolicy": "File",
     }
+    if program_secret:
+        container["command"] = ["python3", "-I", f"{SCRIPT_DIR}/{SCRIPT_KEY}"]
+        container["volumeMounts"].append(
+            {"name": SCRIPT_VOLUME, "mountPath": SCRIPT_DIR, "readOnly": True}
+        )
     if image_pull_policy:
         container["imagePullPolicy"] = image_pull_policy
     return container
