@@ -37,10 +37,10 @@ from .lessons.initcontainer import (
     DEFAULT_RESOURCES,
     build_init_container,
     parse_termination_message,
-    script_secret,
-    script_secret_name,
     script_volume,
+    sync_seconds,
 )
+from .lessons.program import ensure_program_secret, program_secret
 from .metrics import SPAWN_QUEUE_WAIT_SECONDS, observe_queue
 from .mounts import merged_profile, uses_pvc_name
 from .roster import ClassroomRoster, Role
@@ -122,8 +122,6 @@ class ClassroomSpawner(KubeSpawner):
     _hub_limit_checked = False
     _sync_cap_warned = False
     _profile_list_warned = False
-    # the lesson sync program's Secret, per namespace: a task creating it, then its outcome
-    _program_secrets: dict = {}
 
     admin_profiles = List(
         Dict(),
@@ -677,7 +675,7 @@ class ClassroomSpawner(KubeSpawner):
         pod = await super().get_pod_manifest()
         course = (await self.profile_selection(recheck=False)).course
         if course is not None and course.lessons:
-            program = self._program_secret()
+            program = program_secret(self.namespace) if self.lesson_sync_program_secret else None
             container = self._lesson_sync_container(pod, course, program)
             if container is not None:
                 pod.spec.init_containers = list(pod.spec.init_containers or []) + [container]
@@ -686,50 +684,6 @@ class ClassroomSpawner(KubeSpawner):
                         get_k8s_model(V1Volume, script_volume(program))
                     ]
         return pod
-
-    def _program_secret(self) -> str | None:
-        """The Secret the lesson sync program comes from, or None: in the command."""
-        if not self.lesson_sync_program_secret:
-            return None
-        task = ClassroomSpawner._program_secrets.get(self.namespace)
-        if task is not None and task.done() and (task.cancelled() or not task.result()):
-            return None  # this hub could not create it
-        return script_secret_name()
-
-    async def _ensure_program_secret(self) -> None:
-        """Create the lesson sync program's Secret if it is missing; once per namespace."""
-        if not self.lesson_sync_program_secret:
-            return
-        task = ClassroomSpawner._program_secrets.get(self.namespace)
-        if task is None or (task.done() and not task.cancelled() and not task.result()):
-            task = asyncio.ensure_future(self._create_program_secret())
-            ClassroomSpawner._program_secrets[self.namespace] = task
-        await asyncio.shield(task)
-
-    async def _create_program_secret(self) -> bool:
-        try:
-            await asyncio.wait_for(
-                self.api.create_namespaced_secret(self.namespace, script_secret()),
-                self.k8s_api_request_timeout,
-            )
-            self.log.info("Created Secret %s/%s (the lesson sync program)", self.namespace, script_secret_name())
-        except ApiException as e:
-            if e.status != 409:  # 409: there already
-                return self._program_secret_failed(f"HTTP {e.status} {e.reason}")
-        except Exception as e:
-            return self._program_secret_failed(str(e) or type(e).__name__)
-        return True
-
-    def _program_secret_failed(self, why: str) -> bool:
-        self.log.warning(
-            "Could not create the Secret %s/%s for the lesson sync program (%s): the program"
-            " rides in the pod spec instead. Give the hub's service account 'create' on"
-            " secrets, or set c.ClassroomSpawner.lesson_sync_program_secret = False.",
-            self.namespace,
-            script_secret_name(),
-            why,
-        )
-        return False
 
     def _lesson_sync_container(self, pod, course, program: str | None):
         notebook = pod.spec.containers[0]
@@ -766,11 +720,8 @@ class ClassroomSpawner(KubeSpawner):
         return get_k8s_model(V1Container, spec)
 
     def _lesson_sync_seconds(self) -> float:
-        """lesson_sync_timeout, but at most half of start_timeout."""
-        cap = self.start_timeout / 2 if self.start_timeout > 0 else self.lesson_sync_timeout
-        if self.lesson_sync_timeout <= cap:
-            return self.lesson_sync_timeout
-        if not ClassroomSpawner._sync_cap_warned:
+        seconds = sync_seconds(self.lesson_sync_timeout, self.start_timeout)
+        if seconds < self.lesson_sync_timeout and not ClassroomSpawner._sync_cap_warned:
             ClassroomSpawner._sync_cap_warned = True
             self.log.warning(
                 "c.ClassroomSpawner.lesson_sync_timeout (%g s) is more than half of"
@@ -779,9 +730,9 @@ class ClassroomSpawner(KubeSpawner):
                 " singleuser.startTimeout) to give it more.",
                 self.lesson_sync_timeout,
                 self.start_timeout,
-                max(cap, 1.0),
+                seconds,
             )
-        return max(cap, 1.0)
+        return seconds
 
     def lesson_sync_warnings(self):
         """Warnings from this start's lesson sync, once it finished (else None)."""
@@ -814,8 +765,10 @@ class ClassroomSpawner(KubeSpawner):
         try:
             # refuse bad options before anyone waits in line for nothing
             selection = await self._spawn_selection()
-            if selection.course is not None and selection.course.lessons:
-                await self._ensure_program_secret()
+            if selection.course is not None and selection.course.lessons and self.lesson_sync_program_secret:
+                await ensure_program_secret(
+                    self.api, self.namespace, timeout=self.k8s_api_request_timeout, log=self.log
+                )
             admission = await self._admission()
             if not entry.done():
                 entry.set_result(_Entry(selection, admission))

@@ -224,6 +224,14 @@ def _check_args(image, uid, gid, home_mount_path, home_volume_name, timeout):
         raise ValueError(f"lesson sync timeout must be between 1 and {MAX_TIMEOUT} seconds")
 
 
+def sync_seconds(sync_timeout: float, start_timeout: float) -> float:
+    """The seconds the sync gets: its own limit, but at most half of the start's
+    (the rest is for the volume, the image and the notebook), and at least one."""
+    if start_timeout <= 0 or sync_timeout <= start_timeout / 2:
+        return sync_timeout
+    return max(start_timeout / 2, 1.0)
+
+
 def _format_seconds(seconds: float) -> str:
     return str(int(seconds)) if float(seconds).is_integer() else repr(float(seconds))
 
