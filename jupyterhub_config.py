@@ -94,14 +94,20 @@ c.KubeSpawner.storage_capacity = "10Gi"
 # comes from a Kubernetes Secret, never from the pod spec:
 #   kubectl create secret generic lesson-git-token --from-literal=token=...
 # c.ClassroomSpawner.lesson_token_secret = "lesson-git-token"
+# c.ClassroomSpawner.lesson_token_username = "oauth2"   # GitLab tokens need a user name
 c.ClassroomSpawner.lesson_sync_timeout = 120
+# a repo with large files needs more than the sync's default 512Mi:
+# c.ClassroomSpawner.lesson_sync_resources = {"limits": {"cpu": "1", "memory": "2Gi"}}
+# The sync program itself comes from a Secret the hub creates once
+# (classroom-lesson-sync-<version>), so a pod with lessons stays a few KB.
 
 # -- A lecture hall logging in at once -----------------------------------------
 #
 # First spawns (no volume yet: a disk to provision, an image to pull, a full
 # clone) are the expensive ones. At most first_spawn_limit run at once; the
 # others wait in line and see their place on the spawn page. Waiting does not
-# count against start_timeout.
+# count against start_timeout. (With one shared NFS home instead of a volume
+# each, no spawn is a first spawn; c.ClassroomSpawner.spawn_limit paces all.)
 c.ClassroomSpawner.first_spawn_limit = 20
 c.ClassroomSpawner.spawn_queue_max_wait = 1800
 c.KubeSpawner.start_timeout = 300
