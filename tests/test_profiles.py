@@ -257,3 +257,58 @@ def test_admin_profiles_get_a_slug_from_their_name():
 def test_unusable_admin_profiles_are_named(entries, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         check_admin_profiles(entries)
+
+
+# -- select: one checked choice per spawn ------------------------------------------------
+
+from classroom_spawner.profiles import select  # noqa: E402
+
+
+def enrolled_in(*course_ids):
+    return profiles_for({c: Role.STUDENT for c in course_ids}, COURSES)
+
+
+def test_a_submitted_choice_is_checked_and_settles_profile_and_course():
+    profiles = enrolled_in("ds101", "phys210")
+    selection = select({"profile": "phys210"}, profiles, COURSES, submitted=True)
+    assert selection.options == {"profile": "phys210"}
+    assert selection.profile["slug"] == "phys210" and selection.course is COURSES["phys210"]
+    assert selection.notice is None and [p["slug"] for p in selection.profiles] == ["ds101", "phys210"]
+    # no profile named: the first one
+    assert select({}, profiles, COURSES, submitted=True).course is COURSES["ds101"]
+
+
+@pytest.mark.parametrize(
+    "options", [{"profile": "hist1"}, {"profile": "ds101", "image": "x"}, ["ds101"], {"profile": 3}]
+)
+def test_a_submitted_choice_that_is_not_the_users_is_refused(options):
+    with pytest.raises(InvalidOptions):
+        select(options, enrolled_in("ds101", "phys210"), COURSES, submitted=True)
+
+
+def test_a_saved_course_the_student_left_falls_back_to_the_first_with_a_true_notice():
+    selection = select({"profile": "hist1"}, enrolled_in("ds101", "phys210"), COURSES, submitted=False)
+    assert selection.options == {"profile": "ds101"} and selection.course is COURSES["ds101"]
+    assert selection.notice == (
+        "Your last choice ('hist1') is not available to you any more; starting Data Science 101 instead."
+    )
+
+
+def test_a_saved_option_that_went_away_keeps_the_course_and_says_only_that():
+    selection = select({"profile": "phys210", "size": "xl"}, enrolled_in("ds101", "phys210"), COURSES, submitted=False)
+    assert selection.options == {"profile": "phys210"} and selection.course is COURSES["phys210"]
+    assert selection.notice.startswith("Your last options for Physics are not available any more (")
+    assert selection.notice.endswith("); starting it with its default options.")
+    assert "not available to you" not in selection.notice  # the course still is
+
+
+def test_a_saved_value_is_quoted_cut_in_the_notice():
+    huge = "x" * 10_000
+    selection = select({"profile": huge}, enrolled_in("ds101"), COURSES, submitted=False)
+    assert len(selection.notice) < 300 and "(cut, 10000 characters)" in selection.notice
+
+
+def test_an_admin_only_profile_has_no_course():
+    profiles = profiles_for({}, COURSES, admin=True, admin_profiles=check_admin_profiles([ADMIN_EXTRA]))
+    selection = select({"profile": "admin-any"}, profiles, COURSES, submitted=True)
+    assert selection.course is None and selection.profile["slug"] == "admin-any"
