@@ -1,6 +1,6 @@
 """The ``classroom-spawner`` command: check a hub's classroom config without a cluster.
 
-``check``, ``profiles``, ``render`` and ``images`` read the hub's
+``check``, ``profiles``, ``render``, ``images`` and ``prepare`` read the hub's
 ``jupyterhub_config.py`` (``-f``, default ``./jupyterhub_config.py``) the same way
 JupyterHub does; ``queue`` asks a running hub and ``demo`` brings its own config.
 """
@@ -274,18 +274,23 @@ def cmd_images(args, out) -> int:
     roster = ClassroomRoster.from_config(config).load()
     images = asyncio.run(_all_images(config, roster))
     if args.z2jh:
-        extra = {}
-        for image, where in images.items():
-            name, _, tag = image.rpartition(":") if ":" in image.rsplit("/", 1)[-1] else (image, "", "latest")
-            key = re.sub(r"[^a-z0-9-]+", "-", where.lower()).strip("-")[:50] or "image"
-            while key in extra:
-                key += "-x"
-            extra[key] = {"name": name, "tag": tag}
-        yaml.safe_dump({"prePuller": {"extraImages": extra}}, out, sort_keys=False)
+        yaml.safe_dump(_z2jh_pre_puller(images), out, sort_keys=False)
     else:
         for image in images:
             print(image, file=out)
     return 0
+
+
+def _z2jh_pre_puller(images: dict[str, str]) -> dict:
+    """Z2JH ``prePuller.extraImages`` values for image -> where it is used."""
+    extra = {}
+    for image, where in images.items():
+        name, _, tag = image.rpartition(":") if ":" in image.rsplit("/", 1)[-1] else (image, "", "latest")
+        key = re.sub(r"[^a-z0-9-]+", "-", where.lower()).strip("-")[:50] or "image"
+        while key in extra:
+            key += "-x"
+        extra[key] = {"name": name, "tag": tag}
+    return {"prePuller": {"extraImages": extra}}
 
 
 async def _all_images(config, roster) -> dict[str, str]:
@@ -353,6 +358,91 @@ def cmd_queue(args, out) -> int:
     return 0
 
 
+def cmd_prepare(args, out) -> int:
+    """Create the courses' home volumes (and lessons) before the first lecture."""
+    from . import prepare
+
+    config = load_hub_config(args.config)
+    ClassroomRoster.from_config(config).load()
+    run = {}
+    try:
+        return asyncio.run(_prepare(prepare, config, args, out, run))
+    except prepare.PrepareError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        preparer = run.get("preparer")
+        if "progress" in run:
+            run["progress"].finish()
+        done = preparer.results if preparer is not None else []
+        summary = prepare.Summary(done, interrupted=True)
+        print(f"interrupted after {len(done)} of {len(run.get('targets', []))};"
+              " run the same command again to do the rest", file=out)
+        for line in prepare.summary_lines(summary, lessons=args.lessons):
+            print(_printable(line), file=out)
+        return 130
+
+
+async def _prepare(prepare, config, args, out, run) -> int:
+    kubeconfig = prepare.admin_kubeconfig(args.kubeconfig)
+    targets = await prepare.plan(config, args.courses, staff=args.staff)
+    run["targets"] = targets
+    who = "people" if args.staff else "students"
+    print(f"{len(targets)} {who} in {', '.join(args.courses)}", file=out)
+    if args.images:
+        images = {}
+        for t in targets:
+            if t.spawner is not None and t.spawner.image:
+                images.setdefault(t.spawner.image, t.course)
+        print("# images: add to the Z2JH chart's values and `helm upgrade` (docs/prepare.md)", file=out)
+        yaml.safe_dump(_z2jh_pre_puller(images), out, sort_keys=False)
+    shared = [t for t in targets if t.spawner is not None and t.pvc is None]
+    if shared and len(shared) == len(targets):
+        print(
+            "no volumes to create: the spawner gives no one a volume of their own (a shared"
+            " home, or no storage)" + ("" if args.lessons else "; nothing else to do without --lessons"),
+            file=out,
+        )
+        if not args.lessons:
+            return 0
+    async with prepare.admin_client(kubeconfig, args.context) as api:
+        preparer = prepare.Preparer(
+            api,
+            targets,
+            lessons=args.lessons,
+            concurrency=args.concurrency,
+            bind_timeout=args.bind_timeout,
+            pod_timeout=args.pod_timeout,
+        )
+        existing = await preparer.scan()
+        print(prepare.cost_line(targets, set(existing)), file=out)
+        if args.lessons:
+            print(f"will run a lesson-sync pod per person, {args.concurrency} at a time", file=out)
+        if args.dry_run:
+            for t in targets:
+                if t.error:
+                    line = f"{t.username} ({t.course}): cannot prepare: {t.error}"
+                elif t.pvc is None:
+                    line = f"{t.username} ({t.course}): no volume of their own"
+                else:
+                    there = (t.namespace, t.pvc_name) in existing
+                    line = (
+                        f"{t.username} ({t.course}): {t.namespace}/{t.pvc_name} {t.size}"
+                        f" {'already there' if there else 'would be created'}"
+                    )
+                print(_printable(line), file=out)
+            print("dry run: nothing was created", file=out)
+            return 0
+        progress = prepare.Progress(out, len(targets), printable=_printable)
+        preparer.on_result = progress
+        run["preparer"], run["progress"] = preparer, progress
+        summary = await preparer.run()
+        progress.finish()
+    for line in prepare.summary_lines(summary, lessons=args.lessons):
+        print(_printable(line), file=out)
+    return 1 if summary.failed else 0
+
+
 def cmd_demo(args, out) -> int:
     """Run the local demo (a test/demo tool: imported only here, never by the hub)."""
     from .local import demo
@@ -392,6 +482,47 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_arg(images)
     images.add_argument("--z2jh", action="store_true", help="print Z2JH prePuller.extraImages values")
     images.set_defaults(func=cmd_images)
+
+    prep = sub.add_parser(
+        "prepare",
+        help="create the courses' home volumes (and lessons) before the first lecture",
+        description="Create each enrolled student's home volume exactly as the spawner would,"
+        " optionally fill it with the course's lessons, with your kubeconfig. Idempotent: a"
+        " second run creates nothing; an interrupted run, started again, does the rest."
+        " See docs/prepare.md.",
+    )
+    _add_config_arg(prep)
+    prep.add_argument("courses", nargs="+", metavar="COURSE", help="course ids (from the course files)")
+    prep.add_argument("--staff", action="store_true", help="also TAs and instructors")
+    prep.add_argument(
+        "--lessons", action="store_true", help="fill each volume with the course's lessons (a pod per person)"
+    )
+    prep.add_argument(
+        "--images", action="store_true", help="print the Z2JH prePuller values for the courses' images"
+    )
+    prep.add_argument("--dry-run", action="store_true", help="create nothing; print the plan and the cost")
+    prep.add_argument(
+        "--concurrency", type=int, default=5, metavar="N", help="people prepared at once (1-50, default: 5)"
+    )
+    prep.add_argument(
+        "--bind-timeout",
+        type=float,
+        default=300,
+        metavar="SECONDS",
+        help="how long a volume may take to be Bound (default: 300)",
+    )
+    prep.add_argument(
+        "--pod-timeout",
+        type=float,
+        default=600,
+        metavar="SECONDS",
+        help="how long a lesson-sync pod may take, image pull included (default: 600)",
+    )
+    prep.add_argument(
+        "--kubeconfig", metavar="FILE", help="the cluster's kubeconfig (default: $KUBECONFIG or ~/.kube/config)"
+    )
+    prep.add_argument("--context", help="the kubeconfig context (default: its current one)")
+    prep.set_defaults(func=cmd_prepare)
 
     queue = sub.add_parser("queue", help="who waits for a server now (asks the running hub)")
     queue.add_argument(
