@@ -452,6 +452,13 @@ def cmd_demo(args, out) -> int:
     )
 
 
+def cmd_volumes(args, out) -> int:
+    """End of term: list the home volumes; archive and delete those of people on no roster."""
+    from . import endofterm
+
+    return endofterm.run(args, out, sys.stderr)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="classroom-spawner",
@@ -572,6 +579,69 @@ def build_parser() -> argparse.ArgumentParser:
         " only from it, instead of the OpenID Connect provider (docs/lti.md)",
     )
     demo.set_defaults(func=cmd_demo)
+
+    volumes = sub.add_parser(
+        "volumes",
+        help="end of term: list home volumes; archive and delete those of people on no roster",
+        description="List the home volumes (owner, courses and role, size, last activity)."
+        " With --archive-dir, archive each volume of someone on no roster (or of each --user)"
+        " to DIR/<claim>.tar.gz through short-lived pods, then delete it; a volume whose"
+        " archive failed is kept. Asks for confirmation unless --yes. See docs/spawner.md.",
+    )
+    _add_config_arg(volumes)
+    volumes.add_argument(
+        "--archive-dir",
+        metavar="DIR",
+        help="archive the chosen volumes here, then delete them (without it: only list)",
+    )
+    volumes.add_argument(
+        "--user",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="only this person's volume, even if they are on a roster (repeatable)",
+    )
+    volumes.add_argument(
+        "--dry-run", action="store_true", help="print what would be archived and deleted; change nothing"
+    )
+    volumes.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    volumes.add_argument("--json", action="store_true", help="print the list as JSON")
+    volumes.add_argument(
+        "--kubeconfig", metavar="FILE", help="the cluster's kubeconfig (default: $KUBECONFIG or ~/.kube/config)"
+    )
+    volumes.add_argument("--context", help="the kubeconfig context (default: its current one)")
+    volumes.add_argument("--namespace", help="the users' namespace (default: the spawner's)")
+    volumes.add_argument(
+        "--archive-image",
+        metavar="IMAGE",
+        help="the image of the archive pod, with sh, tar, base64 and sha256sum (default: the spawner's image)",
+    )
+    volumes.add_argument(
+        "--start-timeout",
+        type=float,
+        default=300,
+        metavar="SECONDS",
+        help="how long an archive pod may take to start, image pull included (default: 300)",
+    )
+    volumes.add_argument(
+        "--chunk-size",
+        type=float,
+        default=4,
+        metavar="MIB",
+        help="archive chunk per pod log, in MiB; keep its base64 (4/3 of it) under the kubelet's"
+        " containerLogMaxSize (default: 4)",
+    )
+    volumes.add_argument(
+        "--hub-api-url",
+        default=os.environ.get("JUPYTERHUB_API_URL", ""),
+        help="the hub's API URL, for each user's last activity (default: $JUPYTERHUB_API_URL)",
+    )
+    volumes.add_argument(
+        "--token",
+        default=os.environ.get("JUPYTERHUB_API_TOKEN", ""),
+        help="an API token with read:users:activity (default: $JUPYTERHUB_API_TOKEN)",
+    )
+    volumes.set_defaults(func=cmd_volumes)
     return parser
 
 
