@@ -14,7 +14,7 @@ import pytest_asyncio
 
 from classroom_spawner.hubconfig import load_hub_config
 from classroom_spawner.local.kube import Faults, kube_process
-from classroom_spawner.local.kube.testing import core_client, wait_for
+from classroom_spawner.local.kube.testing import core_client, pvc_manifest, wait_for
 from classroom_spawner.offline import render_manifests
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -29,7 +29,7 @@ def git(*args, cwd):
 
 def make_lesson_repo(root):
     work = root / "lesson-work"
-    work.mkdir()
+    work.mkdir(parents=True)
     git("init", "-q", "-b", "main", cwd=work)
     git("config", "user.email", "prof@uni.example.edu", cwd=work)
     git("config", "user.name", "Prof", cwd=work)
@@ -239,3 +239,74 @@ async def test_an_unknown_course_is_named(k8s, config_file):
     code, out = await prepare(k8s, config_file, "nope")
     assert code == 1
     assert "no such course: nope (courses: ds101, big, slow, lessons)" in out
+
+
+async def test_a_shared_home_gets_no_volume_but_its_lessons(k8s, workdir):
+    """Z2JH storage.type static: one claim, a folder per user; nothing of one's own to create."""
+    async with core_client(k8s.kubeconfig_path) as v1:
+        await v1.create_namespaced_persistent_volume_claim(
+            NS, pvc_manifest("shared-home")
+        )
+    courses = workdir / "shared-courses.yaml"
+    courses.write_text(
+        "courses:\n  - id: shared\n    title: Shared\n    image: example.org/shared:1\n"
+        f"    lessons: [{{url: '{make_lesson_repo(workdir / 'shared')}', target: shared-lessons}}]\n"
+        "    students: [sam]\n"
+    )
+    config = workdir / "shared_config.py"
+    config.write_text(textwrap.dedent(f"""\
+            c.JupyterHub.spawner_class = "classroom"
+            c.ClassroomRoster.course_files = [{str(courses)!r}]
+            c.KubeSpawner.namespace = {NS!r}
+            c.KubeSpawner.storage_pvc_ensure = False
+            c.KubeSpawner.volumes = [
+                {{"name": "home", "persistentVolumeClaim": {{"claimName": "shared-home"}}}}
+            ]
+            c.KubeSpawner.volume_mounts = [
+                {{"name": "home", "mountPath": "/home/jovyan", "subPath": "{{username}}"}}
+            ]
+            """))
+    code, out = await prepare(k8s, config, "shared")
+    assert code == 0, out
+    assert (
+        "no volumes to create" in out and "nothing else to do without --lessons" in out
+    ), out
+
+    code, out = await prepare(k8s, config, "shared", "--lessons")
+    assert code == 0, out
+    assert (
+        "sam (shared): volume no own volume, lessons shared-lessons: cloned" in out
+    ), out
+    assert "claim-sam" not in await claims(k8s)
+    volume = (await claims(k8s))["shared-home"]["spec"]["volumeName"]
+    folder = os.path.join(k8s.state_dir, "volumes", volume, "sam", "shared-lessons")
+    assert os.path.exists(os.path.join(folder, "01-intro.ipynb"))
+
+
+async def test_progress_is_a_bar_on_a_terminal_and_lines_otherwise():
+    import io
+
+    from classroom_spawner.prepare import Progress, Result
+
+    results = [
+        Result("ann", "ds101", volume="created"),
+        Result("ben", "ds101", volume="already there"),
+        Result("cal", "ds101", error="HTTP 403 Forbidden: exceeded quota"),
+    ]
+    bar = io.StringIO()
+    progress = Progress(bar, len(results), tty=True)
+    for result in results:
+        progress(result)
+    assert bar.getvalue().count("\r") == 3
+    assert bar.getvalue().endswith(
+        "[" + "#" * 30 + "] 3/3  1 already there, 1 created, 1 failed\x1b[K\n"
+    )
+    lines = io.StringIO()
+    progress = Progress(lines, len(results), tty=False)
+    for result in results:
+        progress(result)
+    assert lines.getvalue().splitlines() == [
+        "ann (ds101): volume created",
+        "ben (ds101): volume already there",
+        "cal (ds101): failed: HTTP 403 Forbidden: exceeded quota",
+    ]
