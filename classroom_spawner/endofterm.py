@@ -55,7 +55,7 @@ cd {SCRATCH_PATH} || exit 2
 mkfifo tar.fifo || exit 2
 sha256sum < tar.fifo > tar.sha256 &
 summer=$!
-{{ rc=0; tar -cf - -C {SOURCE_PATH} . 2> tar.errors || rc=$?; echo "$rc" > tar.rc; }} \\
+{{ rc=0; tar -cf - --exclude=./lost+found -C {SOURCE_PATH} . 2> tar.errors || rc=$?; echo "$rc" > tar.rc; }} \\
   | gzip -n | tee tar.fifo | wc -c > tar.size
 wait "$summer"
 rc=$(cat tar.rc)
@@ -68,7 +68,7 @@ exit "$rc"
 # volume and checks that it is the one measured ($EXPECTED_SHA256).
 PACK_SCRIPT = f"""\
 cd {SCRATCH_PATH} || exit 2
-{{ tar -cf - -C {SOURCE_PATH} . || echo "$?" > tar.rc; }} | gzip -n > archive.tar.gz
+{{ tar -cf - --exclude=./lost+found -C {SOURCE_PATH} . || echo "$?" > tar.rc; }} | gzip -n > archive.tar.gz
 if [ -s tar.rc ]; then echo "tar failed (exit code $(cat tar.rc))"; exit 1; fi
 sum=$(sha256sum archive.tar.gz | cut -d ' ' -f 1)
 if [ "$sum" != "$EXPECTED_SHA256" ]; then
@@ -290,8 +290,22 @@ def _pod_manifest(
     if supplemental_gids:
         context["supplementalGroups"] = list(supplemental_gids)
 
+    if isinstance(uid, int) and uid != 0:
+        context["runAsNonRoot"] = True
+    context["seccompProfile"] = {"type": "RuntimeDefault"}
+    # what the "restricted" Pod Security Standard asks for: it reads files, nothing more
+    restricted = {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+    }
+
     def container(c):
-        return {"image": image, "volumeMounts": mounts, **c}
+        return {
+            "image": image,
+            "volumeMounts": mounts,
+            "securityContext": restricted,
+            **c,
+        }
 
     spec: dict[str, Any] = {
         "restartPolicy": "Never",
@@ -308,8 +322,7 @@ def _pod_manifest(
     }
     if init_containers:
         spec["initContainers"] = [container(c) for c in init_containers]
-    if context:
-        spec["securityContext"] = context
+    spec["securityContext"] = context
     return {
         "apiVersion": "v1",
         "kind": "Pod",
