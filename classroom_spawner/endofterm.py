@@ -103,6 +103,8 @@ class HomeVolume:
     memberships: Mapping[str, Role] = field(default_factory=dict)
     last_activity: str = "unknown"
     used_by: list[str] = field(default_factory=list)
+    # on no roster, but the hub lets them in anyway (a hub admin, allowed_users)
+    kept: str | None = None
 
     @property
     def owner(self) -> str:
@@ -110,7 +112,7 @@ class HomeVolume:
 
     @property
     def orphaned(self) -> bool:
-        return not self.memberships
+        return not self.memberships and self.kept is None
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -121,6 +123,7 @@ class HomeVolume:
             "phase": self.phase,
             "courses": {c: r.value for c, r in self.memberships.items()},
             "orphaned": self.orphaned,
+            "kept": self.kept,
             "last_activity": self.last_activity,
             "used_by": self.used_by,
         }
@@ -190,11 +193,15 @@ async def list_home_volumes(
     *,
     common_labels: Mapping[str, str] | None = None,
     activity: Mapping[str, str | None] | None = None,
+    keep: Mapping[str, str] | None = None,
 ) -> list[HomeVolume]:
     """Every home volume in ``namespace``, its owner's courses and last activity.
 
     ``activity`` is the hub's ``last_activity`` by username; without it the last
-    activity is ``unknown``, as nothing else tells it honestly."""
+    activity is ``unknown``, as nothing else tells it honestly. ``keep``: people
+    on no roster whom the hub lets in all the same (username -> why), whose
+    volumes are not orphaned."""
+    keep = keep or {}
     claims = await v1.list_namespaced_persistent_volume_claim(
         namespace, label_selector=storage_selector(common_labels or {})
     )
@@ -232,6 +239,7 @@ async def list_home_volumes(
                 memberships=dict(memberships),
                 last_activity=last,
                 used_by=used.get(meta.name, []),
+                kept=None if memberships or name is None else keep.get(name),
             )
         )
     volumes.sort(key=lambda v: (v.orphaned is False, v.owner, v.claim))
@@ -708,10 +716,11 @@ def write_report(archive_dir: str, namespace: str, outcomes: list[Outcome]) -> s
 
 
 async def hub_last_activity(
-    api_url: str, token: str, page_size: int = 200
+    api_url: str, token: str, page_size: int = 200, admins: set | None = None
 ) -> dict[str, str | None]:
     """username -> ``last_activity`` from the hub's REST API (``GET /users``,
-    page by page). Needs a token with ``read:users:activity`` (or admin)."""
+    page by page). Needs a token with ``read:users:activity`` (or admin). The
+    hub's admins are added to ``admins`` when it is given (with ``read:users``)."""
     from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
     client = AsyncHTTPClient()
@@ -741,6 +750,8 @@ async def hub_last_activity(
         items = data.get("items", []) if isinstance(data, dict) else data
         for user in items:
             found[normalize_username(user["name"])] = user.get("last_activity")
+            if admins is not None and user.get("admin"):
+                admins.add(normalize_username(user["name"]))
         nxt = (
             (data.get("_pagination") or {}).get("next")
             if isinstance(data, dict)
@@ -780,6 +791,23 @@ def hub_roster(config, config_file: str) -> tuple[Roster, list[str]]:
     return roster, [c for c in lms_courses if c not in saved]
 
 
+def configured_keepers(config) -> dict[str, str]:
+    """The people the config lets in without a roster: every ``admin_users`` and
+    ``allowed_users`` set in the config (any authenticator's section)."""
+    keep: dict[str, str] = {}
+    for trait in ("allowed_users", "admin_users"):
+        for section, values in config.items():
+            if not isinstance(values, dict):
+                continue
+            names = values.get(trait)
+            if not isinstance(names, (set, list, tuple, frozenset)):
+                continue
+            for name in names:
+                if isinstance(name, str):
+                    keep[normalize_username(name)] = f"{section}.{trait}"
+    return keep
+
+
 def _courses_text(volume: HomeVolume) -> str:
     if not volume.memberships:
         return "-"
@@ -787,7 +815,10 @@ def _courses_text(volume: HomeVolume) -> str:
 
 
 def _status(volume: HomeVolume) -> str:
-    status = "no roster" if volume.orphaned else "on a roster"
+    if volume.kept:
+        status = f"no roster, kept: {volume.kept}"
+    else:
+        status = "no roster" if volume.orphaned else "on a roster"
     if volume.used_by:
         status += ", in use"
     return status
@@ -851,8 +882,14 @@ def run(args, out, err, ask=input) -> int:
         spawner = asyncio.run(build_spawner(config, "classroom-volumes"))
         namespace = args.namespace or spawner.namespace
         activity = None
+        keep = configured_keepers(config)
         if args.hub_api_url and args.token:
-            activity = asyncio.run(hub_last_activity(args.hub_api_url, args.token))
+            admins: set[str] = set()
+            activity = asyncio.run(
+                hub_last_activity(args.hub_api_url, args.token, admins=admins)
+            )
+            for name in admins:
+                keep.setdefault(name, "hub admin")
         try:
             volumes = asyncio.run(
                 _with_v1(
@@ -863,6 +900,7 @@ def run(args, out, err, ask=input) -> int:
                         roster,
                         common_labels=spawner.common_labels,
                         activity=activity,
+                        keep=keep,
                     ),
                 )
             )
@@ -911,7 +949,17 @@ def run(args, out, err, ask=input) -> int:
             "  " + "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip(), file=out
         )
     orphans = sum(v.orphaned for v in volumes)
-    print(f"{orphans} of them belong to no one on a roster.", file=out)
+    kept = sum(v.kept is not None for v in volumes)
+    print(
+        f"{orphans} of them belong to no one on a roster"
+        + (
+            f" ({kept} more are kept: the hub lets their owners in without one)"
+            if kept
+            else ""
+        )
+        + ".",
+        file=out,
+    )
     if activity is None:
         print(
             "Last activity is unknown without the hub's API (--hub-api-url and --token).",
@@ -940,7 +988,7 @@ def run(args, out, err, ask=input) -> int:
     print(f"{verb} to {_printable(archive_dir)}, then delete:", file=out)
     plan = []
     for v in chosen:
-        why = "no roster" if v.orphaned else f"named ({_courses_text(v)})"
+        why = "no roster" if v.orphaned else f"named ({v.kept or _courses_text(v)})"
         if v.used_by:
             why += f"; in use by {', '.join(v.used_by)}: will be skipped"
         plan.append(tuple(_printable(x) for x in (v.claim, v.owner, why)))

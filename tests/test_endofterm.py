@@ -309,6 +309,32 @@ async def test_a_volume_in_use_is_not_archived_or_deleted(
     await v1.delete_namespaced_pod("jupyter-carol", NS, grace_period_seconds=0)
 
 
+async def test_hub_admins_and_allowed_users_are_not_orphans(
+    v1, k8s, homes, hub_config, tmp_path
+):
+    with open(hub_config, "a") as f:
+        f.write('c.Authenticator.admin_users = {"Carol@uni.example.edu"}\n')
+    config = load_hub_config(hub_config)
+    keep = endofterm.configured_keepers(config)
+    assert keep == {"carol@uni.example.edu": "Authenticator.admin_users"}
+    volumes = await endofterm.list_home_volumes(
+        v1, NS, roster_of(hub_config), keep=keep
+    )
+    carol = next(v for v in volumes if v.username == "carol@uni.example.edu")
+    assert carol.kept == "Authenticator.admin_users" and not carol.orphaned
+    assert [v.username for v in endofterm.choose(volumes, [])] == [
+        "dave.o'neil@uni.example.edu"
+    ]
+
+    result = await cli_run(
+        k8s, hub_config, "--archive-dir", str(tmp_path / "a"), "--dry-run"
+    )
+    assert result.returncode == 0, result.stderr
+    assert "no roster, kept: Authenticator.admin_users" in result.stdout
+    assert "1 of them belong to no one on a roster (1 more are kept" in result.stdout
+    assert "Dry run: nothing changed (1 volumes)." in result.stdout
+
+
 async def test_last_activity_comes_from_the_hub_only(v1, homes, hub_config):
     activity = {
         "alice@uni.example.edu": "2026-11-30T10:00:00Z",
@@ -326,7 +352,12 @@ async def test_last_activity_comes_from_the_hub_only(v1, homes, hub_config):
 async def test_last_activity_from_a_real_hub_page_by_page(v1, k8s, homes, hub_config):
     from classroom_spawner.local.hub import DUMMY_AUTH_CONFIG, HubProcess
 
-    async with HubProcess(config=DUMMY_AUTH_CONFIG) as hub:
+    # carol is no longer on a roster, but a hub admin now (the hub's config says so,
+    # the CLI's config does not: only the hub's API tells)
+    config = (
+        DUMMY_AUTH_CONFIG + 'c.Authenticator.admin_users = {"carol@uni.example.edu"}\n'
+    )
+    async with HubProcess(config=config) as hub:
         for user in ["alice@uni.example.edu", "carol@uni.example.edu", "zed"]:
             await hub.create_user(user)
         # alice uses a token: the hub records her activity
@@ -337,10 +368,12 @@ async def test_last_activity_from_a_real_hub_page_by_page(v1, k8s, homes, hub_co
             for u in (await hub.api("GET", "users")).json()
         }
         assert expected["alice@uni.example.edu"]
+        admins = set()
         activity = await endofterm.hub_last_activity(
-            hub.api_url, hub.admin_token, page_size=1
+            hub.api_url, hub.admin_token, page_size=1, admins=admins
         )
         assert activity == expected
+        assert admins == {"carol@uni.example.edu"}
         result = await cli_run(
             k8s, hub_config, "--hub-api-url", hub.api_url, "--token", hub.admin_token
         )
@@ -356,6 +389,7 @@ async def test_last_activity_from_a_real_hub_page_by_page(v1, k8s, homes, hub_co
     assert (expected["carol@uni.example.edu"] or "never") in rows[
         "carol@uni.example.edu"
     ]
+    assert "no roster, kept: hub admin" in rows["carol@uni.example.edu"]
     assert "unknown (not a hub user)" in rows["bob@uni.example.edu"]
     assert "Last activity is unknown" not in result.stdout
 
