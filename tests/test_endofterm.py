@@ -5,9 +5,11 @@ import asyncio
 import base64
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
+import tempfile
 import textwrap
 
 import pytest
@@ -15,7 +17,7 @@ from kubernetes_asyncio.client import ApiClient
 
 from classroom_spawner import endofterm
 from classroom_spawner.hubconfig import load_hub_config
-from classroom_spawner.local.kube import Faults, KubeStandin
+from classroom_spawner.local.kube import Faults, KubeletConfig, KubeStandin
 from classroom_spawner.local.kube.testing import core_client, marked_processes, wait_for
 from classroom_spawner.offline import build_spawner
 from classroom_spawner.roster import Role
@@ -513,3 +515,50 @@ def test_without_a_kubeconfig_the_command_says_what_is_missing(hub_config, tmp_p
     assert result.returncode == 1
     assert f"error: no kubeconfig at {missing}: pass --kubeconfig" in result.stderr
     assert not (tmp_path / "a").exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching to the pod's UID needs root")
+async def test_as_the_notebook_user_a_file_it_cannot_read_fails_the_archive(
+    tmp_path, monkeypatch, hub_config, request
+):
+    """The stand-in really switches to the pod's runAsUser here, as a node would."""
+    kubelet = KubeletConfig(run_as_user=True)
+    # pytest's own tmp directory is root's alone (mode 700): UID 1000 could not reach
+    # the pod's directories under it
+    state = tempfile.mkdtemp(prefix="classroom-endofterm-")
+    os.chmod(state, 0o755)
+    request.addfinalizer(lambda: shutil.rmtree(state, ignore_errors=True))
+    async with KubeStandin(state, kubelet=kubelet) as k8s:
+        monkeypatch.setenv("KUBECONFIG", k8s.kubeconfig_path)
+        async with core_client(k8s.kubeconfig_path) as v1:
+            user = "carol@uni.example.edu"
+            claim, root = await make_home(v1, k8s, hub_config, user, files_of(user))
+            for dirpath, dirnames, filenames in os.walk(root):
+                for name in [dirpath, *(os.path.join(dirpath, f) for f in filenames)]:
+                    os.chown(name, 1000, 100)
+            # a cloud disk's lost+found: root's, mode 700 (left out of the archive)
+            os.mkdir(os.path.join(root, "lost+found"), 0o700)
+            security = {"uid": 1000, "gid": 100, "supplemental_gids": [100]}
+            path, *_ = await endofterm.archive_volume(
+                v1, NS, claim, str(tmp_path), image="standin/archive:1", **security
+            )
+            os.unlink(path)
+
+            secret = os.path.join(root, "root-only.txt")
+            with open(secret, "w") as f:
+                f.write("not for uid 1000\n")
+            os.chmod(secret, 0o600)
+            [volume] = await endofterm.list_home_volumes(v1, NS, roster_of(hub_config))
+            [outcome] = await endofterm.archive_and_delete(
+                v1, NS, [volume], str(tmp_path), image="standin/archive:1", **security
+            )
+            assert outcome.error.startswith(
+                "archive failed: tar failed in the pod (exit code 2)"
+            )
+            assert (
+                "root-only.txt" in outcome.error
+                and "Permission denied" in outcome.error
+            )
+            assert not outcome.deleted and claim in await claims(v1)
+            assert list(tmp_path.glob("*.tar.gz*")) == []
+    assert marked_processes(k8s.id) == []

@@ -87,6 +87,9 @@ class PodVolumes:
                 self.pod["metadata"]["name"],
             )
         os.makedirs(path, exist_ok=True)
+        if "emptyDir" in vol:
+            # as the kubelet makes it: writable whatever UID the containers run as
+            os.chmod(path, 0o777)
         return path
 
     def _setup_data_volume(self, vol):
