@@ -116,3 +116,15 @@ def pvc_manifest(name, storage="1Gi", storage_class=None, labels=None):
     if storage_class is not None:
         pvc["spec"]["storageClassName"] = storage_class
     return pvc
+
+
+def standin_only(reason):
+    """A pytest mark: skip the test on the real control plane (``$CLASSROOM_KUBE=real``),
+    e.g. because it injects API errors or outages, which only the stand-in can."""
+    import pytest
+
+    from .runners import kube_backend
+
+    return pytest.mark.skipif(
+        kube_backend() == "real", reason=f"needs the Kubernetes stand-in: {reason}"
+    )
