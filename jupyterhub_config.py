@@ -142,7 +142,12 @@ c.JupyterHub.services.append(
 c.JupyterHub.load_roles.append(
     {
         "name": "jupyterhub-idle-culler",
-        "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
+        "scopes": [
+            "list:users",
+            "read:users:activity",
+            "read:servers",
+            "delete:servers",
+        ],
         "services": ["jupyterhub-idle-culler"],
     }
 )

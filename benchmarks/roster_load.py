@@ -26,9 +26,13 @@ import tracemalloc
 from classroom_spawner.roster.loader import files_changed, load_roster
 
 
-def build(directory: str, courses: int, students: int, seed: int = 1) -> tuple[str, list[str]]:
+def build(
+    directory: str, courses: int, students: int, seed: int = 1
+) -> tuple[str, list[str]]:
     rng = random.Random(seed)
-    population = [f"student{i:06d}@uni.example.edu" for i in range(courses * students // 3)]
+    population = [
+        f"student{i:06d}@uni.example.edu" for i in range(courses * students // 3)
+    ]
     lines = ["courses:"]
     for c in range(courses):
         cid = f"course{c:03d}"
@@ -36,7 +40,9 @@ def build(directory: str, courses: int, students: int, seed: int = 1) -> tuple[s
         if c % 2:
             name = f"{cid}-canvas.csv"
             with open(os.path.join(directory, name), "w") as f:
-                f.write("Student,ID,SIS User ID,SIS Login ID,Section,Lab 1 (1),Final Score\n")
+                f.write(
+                    "Student,ID,SIS User ID,SIS Login ID,Section,Lab 1 (1),Final Score\n"
+                )
                 f.write("    Points Possible,,,,,10,(read only)\n")
                 for i, login in enumerate(members):
                     f.write(f'"Last{i}, First{i}",{i},U{i},{login},Lecture 001,9,90\n')
@@ -98,12 +104,20 @@ def main() -> None:
         tracemalloc.stop()
         del held
 
-    print(f"roster: {len(roster.courses)} courses, {roster.people} people, "
-          f"{roster.enrolment_count} enrolments, {len(result.files)} files")
-    print(f"full load:        median {statistics.median(loads) * 1000:8.1f} ms"
-          f"   (min {min(loads) * 1000:.1f}, max {max(loads) * 1000:.1f}, n={len(loads)})")
-    print(f"change check:     median {statistics.median(checks) * 1e6:8.1f} us   ({len(result.files)} stat calls)")
-    print(f"lookup:           {lookup_s * 1e9:8.0f} ns   ({1 / lookup_s:,.0f} lookups/s, half of them misses)")
+    print(
+        f"roster: {len(roster.courses)} courses, {roster.people} people, "
+        f"{roster.enrolment_count} enrolments, {len(result.files)} files"
+    )
+    print(
+        f"full load:        median {statistics.median(loads) * 1000:8.1f} ms"
+        f"   (min {min(loads) * 1000:.1f}, max {max(loads) * 1000:.1f}, n={len(loads)})"
+    )
+    print(
+        f"change check:     median {statistics.median(checks) * 1e6:8.1f} us   ({len(result.files)} stat calls)"
+    )
+    print(
+        f"lookup:           {lookup_s * 1e9:8.0f} ns   ({1 / lookup_s:,.0f} lookups/s, half of them misses)"
+    )
     print(f"snapshot memory:  {size / 2**20:8.1f} MiB")
 
 

@@ -19,7 +19,11 @@ from oauthenticator.github import GitHubOAuthenticator
 from .authz import RosterAuthenticatorMixin
 from .authz.errors import RosterCallbackHandler
 
-__all__ = ["ClassroomGitHubOAuthenticator", "ClassroomOAuthenticator", "RosterAuthenticatorMixin"]
+__all__ = [
+    "ClassroomGitHubOAuthenticator",
+    "ClassroomOAuthenticator",
+    "RosterAuthenticatorMixin",
+]
 
 
 class ClassroomOAuthenticator(RosterAuthenticatorMixin, GenericOAuthenticator):

@@ -51,7 +51,9 @@ _UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 def _printable(text) -> str:
     """Text from a file (a title, a path, a problem quoting a cell) made safe for
     a terminal: control characters are shown escaped (``\\x1b``), never sent."""
-    return _UNPRINTABLE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), str(text))
+    return _UNPRINTABLE.sub(
+        lambda m: m.group().encode("unicode_escape").decode("ascii"), str(text)
+    )
 
 
 def cmd_check(args, out) -> int:
@@ -99,7 +101,15 @@ def cmd_check(args, out) -> int:
     warnings = [*roster_config.warnings, *_config_warnings(config, roster)]
     for warning in warnings:
         print(f"warning: {_printable(warning)}", file=out)
-    print("OK" + (f" ({len(warnings)} warning{'s' if len(warnings) != 1 else ''})" if warnings else ""), file=out)
+    print(
+        "OK"
+        + (
+            f" ({len(warnings)} warning{'s' if len(warnings) != 1 else ''})"
+            if warnings
+            else ""
+        ),
+        file=out,
+    )
     return EXIT_WARNINGS if warnings else 0
 
 
@@ -108,11 +118,16 @@ def _lms_lines(config, roster, config_file) -> list[str]:
     name = config.get("JupyterHub", {}).get("authenticator_class", "")
     if not isinstance(name, str):
         name = f"{getattr(name, '__module__', '')}.{getattr(name, '__name__', '')}"
-    if name not in ("classroom-lti13", "classroom_spawner.lti.ClassroomLTI13Authenticator"):
+    if name not in (
+        "classroom-lti13",
+        "classroom_spawner.lti.ClassroomLTI13Authenticator",
+    ):
         return []
     from .lti import lms_roster_report
 
-    return lms_roster_report(config, roster, os.path.dirname(os.path.abspath(config_file)))
+    return lms_roster_report(
+        config, roster, os.path.dirname(os.path.abspath(config_file))
+    )
 
 
 def _authenticator_problems(config) -> list[str]:
@@ -142,14 +157,22 @@ def _authenticator_problems(config) -> list[str]:
 
 def _config_warnings(config, roster) -> list[str]:
     """Settings that work but will hurt a classroom (printed by check)."""
-    from .spawner import ClassroomSpawner, configured_hub_spawn_limit, hub_spawn_limit_warning
+    from .spawner import (
+        ClassroomSpawner,
+        configured_hub_spawn_limit,
+        hub_spawn_limit_warning,
+    )
 
     spawner_class = configured_class(config, "spawner_class")
-    if not (isinstance(spawner_class, type) and issubclass(spawner_class, ClassroomSpawner)):
+    if not (
+        isinstance(spawner_class, type) and issubclass(spawner_class, ClassroomSpawner)
+    ):
         return []
     spawner = asyncio.run(build_spawner(config, "classroom-check"))
     warnings = []
-    warning = hub_spawn_limit_warning(configured_hub_spawn_limit(config), spawner.first_spawn_limit)
+    warning = hub_spawn_limit_warning(
+        configured_hub_spawn_limit(config), spawner.first_spawn_limit
+    )
     if warning:
         warnings.append(warning)
     return warnings
@@ -161,10 +184,14 @@ def _config_notes(config) -> list[str]:
     from .spawner import ClassroomSpawner
 
     spawner_class = configured_class(config, "spawner_class")
-    if not (isinstance(spawner_class, type) and issubclass(spawner_class, ClassroomSpawner)):
+    if not (
+        isinstance(spawner_class, type) and issubclass(spawner_class, ClassroomSpawner)
+    ):
         return []
     authenticator = configured_class(config, "authenticator_class")
-    if isinstance(authenticator, type) and issubclass(authenticator, SpawnQueueAPIMixin):
+    if isinstance(authenticator, type) and issubclass(
+        authenticator, SpawnQueueAPIMixin
+    ):
         return []
     return [
         "the authenticator does not serve the spawn-queue API (classroom-spawner queue,"
@@ -180,7 +207,9 @@ def _volume_merges(config, roster) -> list[str]:
     from .spawner import ClassroomSpawner
 
     spawner_class = configured_class(config, "spawner_class")
-    if not (isinstance(spawner_class, type) and issubclass(spawner_class, ClassroomSpawner)):
+    if not (
+        isinstance(spawner_class, type) and issubclass(spawner_class, ClassroomSpawner)
+    ):
         return []
     courses = [
         c
@@ -196,9 +225,13 @@ def _volume_merges(config, roster) -> list[str]:
         merged = merged_override(course.kubespawner_override, current)
         volumes = merged.get("volumes", spawner.volumes)
         mounts = merged.get("volume_mounts", spawner.volume_mounts)
-        if isinstance(volumes, dict) and isinstance(course.kubespawner_override.get("volumes"), dict):
+        if isinstance(volumes, dict) and isinstance(
+            course.kubespawner_override.get("volumes"), dict
+        ):
             volumes = {**spawner.volumes, **volumes}
-        if isinstance(mounts, dict) and isinstance(course.kubespawner_override.get("volume_mounts"), dict):
+        if isinstance(mounts, dict) and isinstance(
+            course.kubespawner_override.get("volume_mounts"), dict
+        ):
             mounts = {**spawner.volume_mounts, **mounts}
         lines.append(f"{course.id}: volumes " + "; ".join(describe(volumes, mounts)))
     return lines
@@ -219,19 +252,29 @@ def cmd_profiles(args, out) -> int:
     except web.HTTPError as e:
         profiles, refused = [], getattr(e, "message", None) or e.log_message
     if args.json:
-        json.dump({"user": username, "courses": courses, "profiles": profiles}, out, indent=2)
+        json.dump(
+            {"user": username, "courses": courses, "profiles": profiles}, out, indent=2
+        )
         print(file=out)
     elif not profiles:
-        print(f"{_printable(username)}: no profiles. The spawn page says: {_printable(refused)}", file=out)
+        print(
+            f"{_printable(username)}: no profiles. The spawn page says: {_printable(refused)}",
+            file=out,
+        )
     else:
         print(f"{_printable(username)} may start:", file=out)
         slugs = [_printable(p["slug"]) for p in profiles]
         width = max(len(slug) for slug in slugs)
         for slug, p in zip(slugs, profiles):
             info = p.get("classroom") or {}
-            role = info.get("role") or ("admin only" if info.get("admin_only") else "admin")
+            role = info.get("role") or (
+                "admin only" if info.get("admin_only") else "admin"
+            )
             mark = "*" if p.get("default") else " "
-            print(f" {mark}{slug.ljust(width)}  {role:<10}  {_printable(p['display_name'])}", file=out)
+            print(
+                f" {mark}{slug.ljust(width)}  {role:<10}  {_printable(p['display_name'])}",
+                file=out,
+            )
             details = [info.get("image"), info.get("resources")]
             if info.get("lessons"):
                 details.append("lessons: " + ", ".join(info["lessons"]))
@@ -263,7 +306,10 @@ def cmd_render(args, out) -> int:
         json.dump({"apiVersion": "v1", "kind": "List", "items": docs}, out, indent=2)
         print(file=out)
     else:
-        print(f"# {normalize_username(args.user)}, profile {manifests['profile']}", file=out)
+        print(
+            f"# {normalize_username(args.user)}, profile {manifests['profile']}",
+            file=out,
+        )
         yaml.safe_dump_all(docs, out, sort_keys=False, default_flow_style=False)
     return 0
 
@@ -285,7 +331,11 @@ def _z2jh_pre_puller(images: dict[str, str]) -> dict:
     """Z2JH ``prePuller.extraImages`` values for image -> where it is used."""
     extra = {}
     for image, where in images.items():
-        name, _, tag = image.rpartition(":") if ":" in image.rsplit("/", 1)[-1] else (image, "", "latest")
+        name, _, tag = (
+            image.rpartition(":")
+            if ":" in image.rsplit("/", 1)[-1]
+            else (image, "", "latest")
+        )
         key = re.sub(r"[^a-z0-9-]+", "-", where.lower()).strip("-")[:50] or "image"
         while key in extra:
             key += "-x"
@@ -300,7 +350,9 @@ async def _all_images(config, roster) -> dict[str, str]:
     if spawner.image:
         found[spawner.image] = "default"
     for profile in await spawner.classroom_profiles():
-        where = (profile.get("classroom") or {}).get("course") or f"admin-{profile['slug']}"
+        where = (profile.get("classroom") or {}).get(
+            "course"
+        ) or f"admin-{profile['slug']}"
         for image in sorted(images_of(profile)):
             found.setdefault(image, where)
     return found
@@ -310,8 +362,11 @@ def cmd_queue(args, out) -> int:
     """Who waits for a server right now, read from a running hub."""
     api = args.hub_api_url.rstrip("/")
     if not args.token:
-        print("error: a hub API token is needed (--token or $JUPYTERHUB_API_TOKEN;"
-              " create one at /hub/token)", file=sys.stderr)
+        print(
+            "error: a hub API token is needed (--token or $JUPYTERHUB_API_TOKEN;"
+            " create one at /hub/token)",
+            file=sys.stderr,
+        )
         return 1
     request = urllib.request.Request(
         f"{api}/classroom/spawn-queue", headers={"Authorization": f"token {args.token}"}
@@ -352,9 +407,15 @@ def cmd_queue(args, out) -> int:
         for w in q["waiters"]:
             eta = w.get("estimated_wait_seconds")
             eta_text = f", about {eta / 60:.0f} min to go" if eta is not None else ""
-            print(f"  {w['position']:>4}. {w['user']}  waiting {w['waiting_seconds']:.0f}s{eta_text}", file=out)
+            print(
+                f"  {w['position']:>4}. {w['user']}  waiting {w['waiting_seconds']:.0f}s{eta_text}",
+                file=out,
+            )
         for h in q["holders"]:
-            print(f"     > {h['user']}  starting for {h['running_seconds']:.0f}s", file=out)
+            print(
+                f"     > {h['user']}  starting for {h['running_seconds']:.0f}s",
+                file=out,
+            )
     return 0
 
 
@@ -376,8 +437,11 @@ def cmd_prepare(args, out) -> int:
             run["progress"].finish()
         done = preparer.results if preparer is not None else []
         summary = prepare.Summary(done, interrupted=True)
-        print(f"interrupted after {len(done)} of {len(run.get('targets', []))};"
-              " run the same command again to do the rest", file=out)
+        print(
+            f"interrupted after {len(done)} of {len(run.get('targets', []))};"
+            " run the same command again to do the rest",
+            file=out,
+        )
         for line in prepare.summary_lines(summary, lessons=args.lessons):
             print(_printable(line), file=out)
         return 130
@@ -394,13 +458,17 @@ async def _prepare(prepare, config, args, out, run) -> int:
         for t in targets:
             if t.spawner is not None and t.spawner.image:
                 images.setdefault(t.spawner.image, t.course)
-        print("# images: add to the Z2JH chart's values and `helm upgrade` (docs/prepare.md)", file=out)
+        print(
+            "# images: add to the Z2JH chart's values and `helm upgrade` (docs/prepare.md)",
+            file=out,
+        )
         yaml.safe_dump(_z2jh_pre_puller(images), out, sort_keys=False)
     shared = [t for t in targets if t.spawner is not None and t.pvc is None]
     if shared and len(shared) == len(targets):
         print(
             "no volumes to create: the spawner gives no one a volume of their own (a shared"
-            " home, or no storage)" + ("" if args.lessons else "; nothing else to do without --lessons"),
+            " home, or no storage)"
+            + ("" if args.lessons else "; nothing else to do without --lessons"),
             file=out,
         )
         if not args.lessons:
@@ -417,7 +485,10 @@ async def _prepare(prepare, config, args, out, run) -> int:
         existing = await preparer.scan()
         print(prepare.cost_line(targets, set(existing)), file=out)
         if args.lessons:
-            print(f"will run a lesson-sync pod per person, {args.concurrency} at a time", file=out)
+            print(
+                f"will run a lesson-sync pod per person, {args.concurrency} at a time",
+                file=out,
+            )
         if args.dry_run:
             for t in targets:
                 if t.error:
@@ -448,7 +519,12 @@ def cmd_demo(args, out) -> int:
     from .local import demo
 
     return demo.main(
-        port=args.port, workdir=args.workdir, push_update=args.push_update, out=out, kube=args.kube, lms=args.lms
+        port=args.port,
+        workdir=args.workdir,
+        push_update=args.push_update,
+        out=out,
+        kube=args.kube,
+        lms=args.lms,
     )
 
 
@@ -472,22 +548,40 @@ def build_parser() -> argparse.ArgumentParser:
 
     profiles = sub.add_parser("profiles", help="the courses and roles of one user")
     _add_config_arg(profiles)
-    profiles.add_argument("user", help="a hub username (normalised like JupyterHub: lower case)")
+    profiles.add_argument(
+        "user", help="a hub username (normalised like JupyterHub: lower case)"
+    )
     profiles.add_argument("--json", action="store_true", help="print JSON")
-    profiles.add_argument("--admin", action="store_true", help="as a hub admin would see it")
+    profiles.add_argument(
+        "--admin", action="store_true", help="as a hub admin would see it"
+    )
     profiles.set_defaults(func=cmd_profiles)
 
     render = sub.add_parser("render", help="the PVC and pod manifests a user would get")
     _add_config_arg(render)
     render.add_argument("user", help="a hub username")
-    render.add_argument("--profile", metavar="SLUG", help="the profile to render (default: the user's first)")
-    render.add_argument("--admin", action="store_true", help="render as if the user were a hub admin")
-    render.add_argument("--json", action="store_true", help="print a JSON List instead of YAML documents")
+    render.add_argument(
+        "--profile",
+        metavar="SLUG",
+        help="the profile to render (default: the user's first)",
+    )
+    render.add_argument(
+        "--admin", action="store_true", help="render as if the user were a hub admin"
+    )
+    render.add_argument(
+        "--json",
+        action="store_true",
+        help="print a JSON List instead of YAML documents",
+    )
     render.set_defaults(func=cmd_render)
 
-    images = sub.add_parser("images", help="every image the config can start (for image pre-pulling)")
+    images = sub.add_parser(
+        "images", help="every image the config can start (for image pre-pulling)"
+    )
     _add_config_arg(images)
-    images.add_argument("--z2jh", action="store_true", help="print Z2JH prePuller.extraImages values")
+    images.add_argument(
+        "--z2jh", action="store_true", help="print Z2JH prePuller.extraImages values"
+    )
     images.set_defaults(func=cmd_images)
 
     prep = sub.add_parser(
@@ -499,17 +593,34 @@ def build_parser() -> argparse.ArgumentParser:
         " See docs/prepare.md.",
     )
     _add_config_arg(prep)
-    prep.add_argument("courses", nargs="+", metavar="COURSE", help="course ids (from the course files)")
+    prep.add_argument(
+        "courses",
+        nargs="+",
+        metavar="COURSE",
+        help="course ids (from the course files)",
+    )
     prep.add_argument("--staff", action="store_true", help="also TAs and instructors")
     prep.add_argument(
-        "--lessons", action="store_true", help="fill each volume with the course's lessons (a pod per person)"
+        "--lessons",
+        action="store_true",
+        help="fill each volume with the course's lessons (a pod per person)",
     )
     prep.add_argument(
-        "--images", action="store_true", help="print the Z2JH prePuller values for the courses' images"
+        "--images",
+        action="store_true",
+        help="print the Z2JH prePuller values for the courses' images",
     )
-    prep.add_argument("--dry-run", action="store_true", help="create nothing; print the plan and the cost")
     prep.add_argument(
-        "--concurrency", type=int, default=5, metavar="N", help="people prepared at once (1-50, default: 5)"
+        "--dry-run",
+        action="store_true",
+        help="create nothing; print the plan and the cost",
+    )
+    prep.add_argument(
+        "--concurrency",
+        type=int,
+        default=5,
+        metavar="N",
+        help="people prepared at once (1-50, default: 5)",
     )
     prep.add_argument(
         "--bind-timeout",
@@ -526,12 +637,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="how long a lesson-sync pod may take, image pull included (default: 600)",
     )
     prep.add_argument(
-        "--kubeconfig", metavar="FILE", help="the cluster's kubeconfig (default: $KUBECONFIG or ~/.kube/config)"
+        "--kubeconfig",
+        metavar="FILE",
+        help="the cluster's kubeconfig (default: $KUBECONFIG or ~/.kube/config)",
     )
-    prep.add_argument("--context", help="the kubeconfig context (default: its current one)")
+    prep.add_argument(
+        "--context", help="the kubeconfig context (default: its current one)"
+    )
     prep.set_defaults(func=cmd_prepare)
 
-    queue = sub.add_parser("queue", help="who waits for a server now (asks the running hub)")
+    queue = sub.add_parser(
+        "queue", help="who waits for a server now (asks the running hub)"
+    )
     queue.add_argument(
         "--hub-api-url",
         default=os.environ.get("JUPYTERHUB_API_URL", "http://127.0.0.1:8081/hub/api"),
@@ -552,7 +669,12 @@ def build_parser() -> argparse.ArgumentParser:
         " accounts, and JupyterHub with this package and three sample courses; print the URL"
         " and the logins; stop everything on Ctrl-C. See docs/demo.md.",
     )
-    demo.add_argument("--port", type=int, default=8000, help="the hub's port on 127.0.0.1 (default: 8000)")
+    demo.add_argument(
+        "--port",
+        type=int,
+        default=8000,
+        help="the hub's port on 127.0.0.1 (default: 8000)",
+    )
     demo.add_argument(
         "--kube",
         choices=["standin", "real"],
@@ -602,15 +724,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="only this person's volume, even if they are on a roster (repeatable)",
     )
     volumes.add_argument(
-        "--dry-run", action="store_true", help="print what would be archived and deleted; change nothing"
+        "--dry-run",
+        action="store_true",
+        help="print what would be archived and deleted; change nothing",
     )
-    volumes.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    volumes.add_argument(
+        "--yes", action="store_true", help="do not ask for confirmation"
+    )
     volumes.add_argument("--json", action="store_true", help="print the list as JSON")
     volumes.add_argument(
-        "--kubeconfig", metavar="FILE", help="the cluster's kubeconfig (default: $KUBECONFIG or ~/.kube/config)"
+        "--kubeconfig",
+        metavar="FILE",
+        help="the cluster's kubeconfig (default: $KUBECONFIG or ~/.kube/config)",
     )
-    volumes.add_argument("--context", help="the kubeconfig context (default: its current one)")
-    volumes.add_argument("--namespace", help="the users' namespace (default: the spawner's)")
+    volumes.add_argument(
+        "--context", help="the kubeconfig context (default: its current one)"
+    )
+    volumes.add_argument(
+        "--namespace", help="the users' namespace (default: the spawner's)"
+    )
     volumes.add_argument(
         "--archive-image",
         metavar="IMAGE",

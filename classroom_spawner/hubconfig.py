@@ -30,4 +30,6 @@ def load_hub_config(path: str) -> Config:
     except ConfigFileNotFound as e:
         raise ConfigFileError(f"{path}: {e}") from e
     except Exception as e:
-        raise ConfigFileError(f"{path}: error while executing the config file: {e!r}") from e
+        raise ConfigFileError(
+            f"{path}: error while executing the config file: {e!r}"
+        ) from e

@@ -24,7 +24,8 @@ import asyncio
 import json
 import os
 import time
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 from urllib.parse import quote, urlparse
 
 import jwt

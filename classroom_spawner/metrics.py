@@ -20,7 +20,23 @@ SPAWN_QUEUE_WAIT_SECONDS = Histogram(
     "classroom_spawn_queue_wait_seconds",
     "Time a spawn waited in line before it got a slot",
     ["queue"],
-    buckets=(0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 1800, 3600, float("inf")),
+    buckets=(
+        0.5,
+        1,
+        2.5,
+        5,
+        10,
+        20,
+        30,
+        60,
+        120,
+        300,
+        600,
+        1200,
+        1800,
+        3600,
+        float("inf"),
+    ),
 )
 
 

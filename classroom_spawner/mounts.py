@@ -15,7 +15,8 @@ hub's. Pure functions, no spawner.
 from __future__ import annotations
 
 import copy
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 #: what identifies an entry: two entries with the same value are the same one
 IDENTITY = {"volumes": "name", "volume_mounts": "mountPath"}
@@ -43,7 +44,9 @@ def merge(base: Any, extra: Any, identity: str) -> Any:
 
     for key, entry in _entries(extra):
         entry = copy.deepcopy(entry)
-        same = [m for m in merged if ident(m[1]) is not None and ident(m[1]) == ident(entry)]
+        same = [
+            m for m in merged if ident(m[1]) is not None and ident(m[1]) == ident(entry)
+        ]
         if key is not None and isinstance(base, Mapping):
             same = same or [m for m in merged if m[0] == key]
         if same:
@@ -61,7 +64,9 @@ def merge(base: Any, extra: Any, identity: str) -> Any:
     return result
 
 
-def merged_override(override: Mapping[str, Any], current: Mapping[str, Any]) -> dict[str, Any]:
+def merged_override(
+    override: Mapping[str, Any], current: Mapping[str, Any]
+) -> dict[str, Any]:
     """A copy of ``override`` whose ``volumes``/``volume_mounts`` keep ``current``'s.
 
     ``current`` holds the spawner's values before the override (the hub's
@@ -79,7 +84,9 @@ def merged_override(override: Mapping[str, Any], current: Mapping[str, Any]) -> 
     return result
 
 
-def merged_profile(profile: Mapping[str, Any], current: Mapping[str, Any]) -> dict[str, Any]:
+def merged_profile(
+    profile: Mapping[str, Any], current: Mapping[str, Any]
+) -> dict[str, Any]:
     """A copy of a profile whose overrides (its own and its choices') keep ``current``'s volumes."""
     profile = copy.deepcopy(dict(profile))
     profile["kubespawner_override"] = merged_override(

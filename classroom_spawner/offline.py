@@ -88,7 +88,9 @@ def configured_class(config: Config, trait: str):
     value = config.get("JupyterHub", {}).get(trait)
     if not value:
         return None
-    holder = type("ConfiguredClass", (HasTraits,), {trait: JupyterHub.class_traits()[trait]})()
+    holder = type(
+        "ConfiguredClass", (HasTraits,), {trait: JupyterHub.class_traits()[trait]}
+    )()
     try:
         setattr(holder, trait, value)
     except (TraitError, ImportError):
@@ -103,9 +105,13 @@ async def build_spawner(config: Config, username: str, *, admin: bool = False):
     from .spawner import ClassroomSpawner
 
     spawner_class = configured_class(config, "spawner_class")
-    if not (isinstance(spawner_class, type) and issubclass(spawner_class, ClassroomSpawner)):
+    if not (
+        isinstance(spawner_class, type) and issubclass(spawner_class, ClassroomSpawner)
+    ):
         spawner_class = ClassroomSpawner
-    return spawner_class(config=config, user=stand_in_user(username, admin=admin), hub=stand_in_hub())
+    return spawner_class(
+        config=config, user=stand_in_user(username, admin=admin), hub=stand_in_hub()
+    )
 
 
 async def render_manifests(
@@ -123,7 +129,9 @@ async def render_manifests(
         # an explicit --profile is checked like a submitted choice: an error,
         # not the fallback a stale saved choice gets
         roster = await spawner.roster.current()
-        select(options, await spawner.classroom_profiles(), roster.courses, submitted=True)
+        select(
+            options, await spawner.classroom_profiles(), roster.courses, submitted=True
+        )
     except InvalidOptions as e:
         raise user_error(str(e)) from None
     spawner.user_options = options
@@ -141,5 +149,7 @@ async def render_manifests(
     for m in ("pvc", "pod"):
         if m in manifests:
             manifests[m].setdefault("apiVersion", "v1")
-            manifests[m].setdefault("kind", "PersistentVolumeClaim" if m == "pvc" else "Pod")
+            manifests[m].setdefault(
+                "kind", "PersistentVolumeClaim" if m == "pvc" else "Pod"
+            )
     return manifests

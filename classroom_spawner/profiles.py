@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from .roster.errors import shown
 from .roster.model import Course, Role
@@ -98,7 +99,9 @@ def check_admin_profiles(entries: Iterable[Any]) -> list[dict[str, Any]]:
     for index, entry in enumerate(entries):
         where = f"entry {index + 1}"
         if not isinstance(entry, Mapping):
-            raise ValueError(f"{where} must be a dict like a profile_list entry, not {entry!r}")
+            raise ValueError(
+                f"{where} must be a dict like a profile_list entry, not {entry!r}"
+            )
         profile = copy.deepcopy(dict(entry))
         name = profile.get("display_name")
         if not isinstance(name, str) or not name.strip():
@@ -136,7 +139,9 @@ def profiles_for(
     ]
     if admin:
         profiles += [
-            course_profile(course) for cid, course in courses.items() if cid not in memberships
+            course_profile(course)
+            for cid, course in courses.items()
+            if cid not in memberships
         ]
         for extra in admin_profiles:
             profile = copy.deepcopy(dict(extra))
@@ -175,7 +180,9 @@ def resolve_user_options(
     if user_options is None:
         user_options = {}
     if not isinstance(user_options, dict):
-        raise InvalidOptions("server options must be a JSON object like {\"profile\": \"ds101\"}")
+        raise InvalidOptions(
+            "server options must be a JSON object like {\"profile\": \"ds101\"}"
+        )
     slugs = [p["slug"] for p in profiles]
     requested = user_options.get("profile")
     if requested in (None, ""):
@@ -188,7 +195,9 @@ def resolve_user_options(
         profile = profiles[slugs.index(requested)]
 
     options = _options_of(profile)
-    allowed_keys = {"profile"} | set(options) | {name + UNLISTED_SUFFIX for name in options}
+    allowed_keys = (
+        {"profile"} | set(options) | {name + UNLISTED_SUFFIX for name in options}
+    )
     unknown = sorted(str(k) for k in user_options if k not in allowed_keys)
     if unknown:
         offered = ", ".join(sorted(allowed_keys))
@@ -217,7 +226,9 @@ def resolve_user_options(
             regex = unlisted.get("validation_regex")
             if regex and not re.fullmatch(regex, free_text):
                 hint = unlisted.get("validation_message") or f"it must match {regex}"
-                raise InvalidOptions(f"option {name!r}: {shown(free_text)} is not accepted ({hint})")
+                raise InvalidOptions(
+                    f"option {name!r}: {shown(free_text)} is not accepted ({hint})"
+                )
             resolved[name + UNLISTED_SUFFIX] = free_text
         elif choice not in (None, ""):
             names = _choice_names(option)
@@ -317,13 +328,15 @@ def options_from_form(formdata: Mapping[str, list]) -> dict[str, Any]:
     options: dict[str, Any] = {"profile": slug}
     prefix = f"profile-option-{slug}--"
     selects = {
-        key[len(prefix):]: values[0]
+        key[len(prefix) :]: values[0]
         for key, values in formdata.items()
         if key.startswith(prefix) and not key.endswith(UNLISTED_SUFFIX) and values
     }
     for name, value in selects.items():
         if value == UNLISTED:
-            options[name + UNLISTED_SUFFIX] = first(prefix + name + UNLISTED_SUFFIX) or ""
+            options[name + UNLISTED_SUFFIX] = (
+                first(prefix + name + UNLISTED_SUFFIX) or ""
+            )
         else:
             options[name] = value
     return options

@@ -48,7 +48,9 @@ class SpawnQueueAPIHandler(APIHandler):
     @_needs_read_servers
     def get(self):
         visible = self.get_scope_filter("read:servers")
-        states = {name: queue.snapshot() for name, queue in sorted(shared_queues().items())}
+        states = {
+            name: queue.snapshot() for name, queue in sorted(shared_queues().items())
+        }
         names = {
             entry["key"]
             for state in states.values()

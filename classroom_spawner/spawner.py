@@ -26,7 +26,17 @@ from kubernetes_asyncio.client.models import V1Container, V1Volume
 from kubespawner import KubeSpawner
 from kubespawner.utils import get_k8s_model
 from tornado import web
-from traitlets import Bool, Dict, Float, Integer, List, TraitError, Unicode, default, validate
+from traitlets import (
+    Bool,
+    Dict,
+    Float,
+    Integer,
+    List,
+    TraitError,
+    Unicode,
+    default,
+    validate,
+)
 
 from . import profiles as profiles_mod
 from .authz.claims import merge_memberships
@@ -184,7 +194,11 @@ class ClassroomSpawner(KubeSpawner):
     def _home_mount_path_default(self):
         if self.trait_has_value("volume_mounts"):
             mounts = self.volume_mounts
-            entries = mounts.items() if isinstance(mounts, dict) else [(None, m) for m in mounts]
+            entries = (
+                mounts.items()
+                if isinstance(mounts, dict)
+                else [(None, m) for m in mounts]
+            )
             for key, mount in entries:
                 if isinstance(mount, dict) and "home" in (key, mount.get("name")):
                     if mount.get("mountPath"):
@@ -483,7 +497,9 @@ class ClassroomSpawner(KubeSpawner):
                 admin_profiles=self.admin_profiles,
             )
         except profiles_mod.NoProfiles:
-            raise user_error(self.no_course_message, status=403, reason="no-course") from None
+            raise user_error(
+                self.no_course_message, status=403, reason="no-course"
+            ) from None
 
     async def classroom_profiles(self) -> list[dict[str, Any]]:
         """The profiles this user may start, first one the default.
@@ -492,7 +508,9 @@ class ClassroomSpawner(KubeSpawner):
         """
         return self._profiles_in(await self.roster.current())
 
-    async def profile_selection(self, *, recheck: bool = True) -> profiles_mod.Selection:
+    async def profile_selection(
+        self, *, recheck: bool = True
+    ) -> profiles_mod.Selection:
         """This spawn's checked choice of profile, course and options.
 
         Made at its first use in a spawn from ``user_options``; made again only
@@ -515,7 +533,9 @@ class ClassroomSpawner(KubeSpawner):
                     submitted=options_submitted(self.handler),
                 )
             except profiles_mod.InvalidOptions as e:
-                self.log.warning("Refusing server options for %s: %s", self._log_name, e)
+                self.log.warning(
+                    "Refusing server options for %s: %s", self._log_name, e
+                )
                 raise user_error(f"Cannot start your server: {e}") from None
             if selection.notice:
                 self.log.warning(
@@ -533,7 +553,9 @@ class ClassroomSpawner(KubeSpawner):
         except web.HTTPError:
             self._refused()
             raise
-        if self._accepted_options != self.user_options and isinstance(self.user_options, dict):
+        if self._accepted_options != self.user_options and isinstance(
+            self.user_options, dict
+        ):
             self._accepted_options = copy.deepcopy(self.user_options)
         return selection
 
@@ -556,7 +578,9 @@ class ClassroomSpawner(KubeSpawner):
         if self._selection is None:
             return await self.classroom_profiles()
         current = {"volumes": self.volumes, "volume_mounts": self.volume_mounts}
-        return [merged_profile(profile, current) for profile in self._selection.profiles]
+        return [
+            merged_profile(profile, current) for profile in self._selection.profiles
+        ]
 
     @default("options_form")
     def _options_form_default(self):
@@ -592,7 +616,9 @@ class ClassroomSpawner(KubeSpawner):
         spawner = spawner or self
         options = profiles_mod.options_from_form(formdata)
         try:
-            return profiles_mod.resolve_user_options(options, await spawner.classroom_profiles())
+            return profiles_mod.resolve_user_options(
+                options, await spawner.classroom_profiles()
+            )
         except profiles_mod.InvalidOptions as e:
             raise user_error(str(e)) from None
 
@@ -637,11 +663,18 @@ class ClassroomSpawner(KubeSpawner):
         cache = await volume_cache(self, timeout=self.k8s_api_request_timeout)
         if cache is not None:
             phase = cache.phase(self.namespace, self.pvc_name)
-            self.log.debug("%s: volume %s is %s (volume cache)", self._log_name, self.pvc_name, phase or "missing")
+            self.log.debug(
+                "%s: volume %s is %s (volume cache)",
+                self._log_name,
+                self.pvc_name,
+                phase or "missing",
+            )
             return phase != "Bound"
         try:
             pvc = await asyncio.wait_for(
-                self.api.read_namespaced_persistent_volume_claim(self.pvc_name, self.namespace),
+                self.api.read_namespaced_persistent_volume_claim(
+                    self.pvc_name, self.namespace
+                ),
                 self.k8s_api_request_timeout,
             )
         except ApiException as e:
@@ -675,10 +708,16 @@ class ClassroomSpawner(KubeSpawner):
         pod = await super().get_pod_manifest()
         course = (await self.profile_selection(recheck=False)).course
         if course is not None and course.lessons:
-            program = program_secret(self.namespace) if self.lesson_sync_program_secret else None
+            program = (
+                program_secret(self.namespace)
+                if self.lesson_sync_program_secret
+                else None
+            )
             container = self._lesson_sync_container(pod, course, program)
             if container is not None:
-                pod.spec.init_containers = list(pod.spec.init_containers or []) + [container]
+                pod.spec.init_containers = list(pod.spec.init_containers or []) + [
+                    container
+                ]
                 if program:
                     pod.spec.volumes = list(pod.spec.volumes or []) + [
                         get_k8s_model(V1Volume, script_volume(program))
@@ -689,7 +728,9 @@ class ClassroomSpawner(KubeSpawner):
         notebook = pod.spec.containers[0]
         # expanded as KubeSpawner expands the mounts' own paths (no public API does it)
         home = self._expand_user_properties(self.home_mount_path)
-        mount = next((m for m in notebook.volume_mounts or [] if m.mount_path == home), None)
+        mount = next(
+            (m for m in notebook.volume_mounts or [] if m.mount_path == home), None
+        )
         if mount is None:
             self.log.warning(
                 "%s: no volume is mounted at %s (c.ClassroomSpawner.home_mount_path);"
@@ -741,7 +782,9 @@ class ClassroomSpawner(KubeSpawner):
             if self.pod_reflector
             else None
         )
-        for status in ((pod or {}).get("status") or {}).get("initContainerStatuses") or []:
+        for status in ((pod or {}).get("status") or {}).get(
+            "initContainerStatuses"
+        ) or []:
             if status.get("name") != LESSON_CONTAINER:
                 continue
             terminated = (status.get("state") or {}).get("terminated")
@@ -765,9 +808,16 @@ class ClassroomSpawner(KubeSpawner):
         try:
             # refuse bad options before anyone waits in line for nothing
             selection = await self._spawn_selection()
-            if selection.course is not None and selection.course.lessons and self.lesson_sync_program_secret:
+            if (
+                selection.course is not None
+                and selection.course.lessons
+                and self.lesson_sync_program_secret
+            ):
                 await ensure_program_secret(
-                    self.api, self.namespace, timeout=self.k8s_api_request_timeout, log=self.log
+                    self.api,
+                    self.namespace,
+                    timeout=self.k8s_api_request_timeout,
+                    log=self.log,
                 )
             admission = await self._admission()
             if not entry.done():
@@ -783,11 +833,15 @@ class ClassroomSpawner(KubeSpawner):
         needs = []
         if self.first_spawn_limit > 0 and await self.is_first_spawn():
             queue = shared_queue(
-                "first-spawn", self.first_spawn_limit, on_change=observe_queue("first-spawn")
+                "first-spawn",
+                self.first_spawn_limit,
+                on_change=observe_queue("first-spawn"),
             )
             needs.append(Need("first-spawn", queue, "a new server"))
         if self.spawn_limit > 0:
-            queue = shared_queue("spawn", self.spawn_limit, on_change=observe_queue("spawn"))
+            queue = shared_queue(
+                "spawn", self.spawn_limit, on_change=observe_queue("spawn")
+            )
             needs.append(Need("spawn", queue, "a server"))
         if not needs:
             return None
@@ -808,12 +862,18 @@ class ClassroomSpawner(KubeSpawner):
                 need = admission.waiting_in()
                 if need is not None and not logged:
                     logged = True
-                    self.log.info("%s waits in line for a %s slot", self._log_name, need.name)
+                    self.log.info(
+                        "%s waits in line for a %s slot", self._log_name, need.name
+                    )
         except AdmissionTimeout:
             self._refused()
             wait = self.spawn_queue_max_wait
             seconds = round(wait)
-            waited = f"{seconds} second{'s' * (seconds != 1)}" if wait < 90 else f"{round(wait / 60)} minutes"
+            waited = (
+                f"{seconds} second{'s' * (seconds != 1)}"
+                if wait < 90
+                else f"{round(wait / 60)} minutes"
+            )
             raise user_error(
                 f"The hub is very busy: you waited {waited} in line without getting"
                 " a server. Please try again in a few minutes.",
@@ -823,7 +883,9 @@ class ClassroomSpawner(KubeSpawner):
         for name, seconds in admission.waited.items():
             SPAWN_QUEUE_WAIT_SECONDS.labels(queue=name).observe(seconds)
             if seconds >= 1:
-                self.log.info("%s waited %.0f s for a %s slot", self._log_name, seconds, name)
+                self.log.info(
+                    "%s waited %.0f s for a %s slot", self._log_name, seconds, name
+                )
 
     def _warn_about_hub_limit(self) -> None:
         """Once per hub: is JupyterHub's own spawn limit about to defeat the queue?"""
@@ -895,7 +957,9 @@ class ClassroomSpawner(KubeSpawner):
         warnings = self.lesson_sync_warnings()
         if warnings is None:
             return None
-        return [{"message": f"Lessons ({level}): {message}"} for level, message in warnings]
+        return [
+            {"message": f"Lessons ({level}): {message}"} for level, message in warnings
+        ]
 
 
 _SNAKE = {"runAsUser": "run_as_user", "runAsGroup": "run_as_group"}
@@ -908,10 +972,11 @@ def _run_as(container, pod) -> tuple[int, int]:
         if context is None:
             continue
         # KubeSpawner leaves some nested parts as plain dicts with camelCase keys
-        get = context.get if isinstance(context, dict) else lambda key: getattr(context, _SNAKE[key])
+        get = (
+            context.get
+            if isinstance(context, dict)
+            else lambda key: getattr(context, _SNAKE[key])
+        )
         uid = uid if uid is not None else get("runAsUser")
         gid = gid if gid is not None else get("runAsGroup")
     return (1000 if uid is None else uid), (100 if gid is None else gid)
-
-
-

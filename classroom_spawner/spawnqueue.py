@@ -27,8 +27,8 @@ import bisect
 import collections
 import itertools
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 
 @dataclass
@@ -115,7 +115,9 @@ class SpawnQueue:
         # sequence numbers of tickets that left the line early, not yet passed by the head
         self._left_early: list[int] = []
         self._holders: dict[int, Ticket] = {}
-        self._releases: collections.deque[float] = collections.deque(maxlen=max(2, rate_window))
+        self._releases: collections.deque[float] = collections.deque(
+            maxlen=max(2, rate_window)
+        )
         self._on_change = on_change
         self.granted_total = 0
         self.abandoned_total = 0
@@ -141,9 +143,9 @@ class SpawnQueue:
         if ticket.seq not in self._waiting:
             return 0
         head = next(iter(self._waiting))
-        left_between = bisect.bisect_left(self._left_early, ticket.seq) - bisect.bisect_left(
-            self._left_early, head
-        )
+        left_between = bisect.bisect_left(
+            self._left_early, ticket.seq
+        ) - bisect.bisect_left(self._left_early, head)
         return ticket.seq - head - left_between + 1
 
     def release_rate(self) -> float | None:
@@ -438,7 +440,9 @@ def update_interval(waiting: int) -> float:
     return min(10.0, max(1.0, waiting / 100))
 
 
-def describe_wait(position: int, limit: int, estimate: float | None, *, what: str = "a new server") -> str:
+def describe_wait(
+    position: int, limit: int, estimate: float | None, *, what: str = "a new server"
+) -> str:
     """What a student reads on the spawn page while waiting."""
     if position <= 0:
         return "It's your turn: setting up your server."

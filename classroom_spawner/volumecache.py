@@ -41,7 +41,9 @@ async def volume_cache(spawner, timeout: float) -> VolumeReflector | None:
     could not be started within ``timeout`` seconds (then ask the API directly; a
     later call tries again if starting failed)."""
     task = _CACHES.get(spawner.namespace)
-    if task is None or (task.done() and (task.cancelled() or task.exception() is not None)):
+    if task is None or (
+        task.done() and (task.cancelled() or task.exception() is not None)
+    ):
         task = asyncio.ensure_future(_start(spawner))
         _CACHES[spawner.namespace] = task
     try:
@@ -56,11 +58,16 @@ async def volume_cache(spawner, timeout: float) -> VolumeReflector | None:
 
 
 async def _start(spawner) -> VolumeReflector:
-    reflector = VolumeReflector(parent=spawner, namespace=spawner.namespace, labels=VOLUME_LABELS)
+    reflector = VolumeReflector(
+        parent=spawner, namespace=spawner.namespace, labels=VOLUME_LABELS
+    )
     try:
         await reflector.start()
     except BaseException:
-        if reflector.first_load_future.done() and not reflector.first_load_future.cancelled():
+        if (
+            reflector.first_load_future.done()
+            and not reflector.first_load_future.cancelled()
+        ):
             reflector.first_load_future.exception()  # retrieved: the caller gets it
         raise
     return reflector

@@ -23,7 +23,6 @@ myst_enable_extensions = ["colon_fence", "deflist"]
 myst_heading_anchors = 3
 
 
-
 def _skip_inherited_traits(app, what, name, obj, skip, options):
     """The reference lists what classroom-spawner adds; KubeSpawner's and
     OAuthenticator's own options are documented by those projects."""
@@ -35,6 +34,7 @@ def _skip_inherited_traits(app, what, name, obj, skip, options):
 
 def setup(app):
     app.connect("autodoc-skip-member", _skip_inherited_traits)
+
 
 html_theme = "sphinx_book_theme"
 html_title = "classroom-spawner"

@@ -25,8 +25,15 @@ from tornado.httpclient import HTTPClientError, HTTPRequest, HTTPResponse
 from tornado.httputil import HTTPHeaders
 from traitlets.config import Config
 
-from classroom_spawner.auth import ClassroomGitHubOAuthenticator, ClassroomOAuthenticator
-from classroom_spawner.authz import AUTH_STATE_KEY, DEFAULT_STAFF_SCOPES, claimed_courses
+from classroom_spawner.auth import (
+    ClassroomGitHubOAuthenticator,
+    ClassroomOAuthenticator,
+)
+from classroom_spawner.authz import (
+    AUTH_STATE_KEY,
+    DEFAULT_STAFF_SCOPES,
+    claimed_courses,
+)
 from classroom_spawner.roster import Role, RosterError
 
 # -- a fake OAuth2 / OpenID Connect provider ---------------------------------
@@ -41,7 +48,9 @@ class FakeProvider:
     a refresh, as a real identity provider's admin would.
     """
 
-    def __init__(self, token_path="/token", userinfo_path="/userinfo", extra_routes=None):
+    def __init__(
+        self, token_path="/token", userinfo_path="/userinfo", extra_routes=None
+    ):
         self.token_path = token_path
         self.userinfo_path = userinfo_path
         self.extra_routes = dict(extra_routes or {})
@@ -107,14 +116,20 @@ class FakeProvider:
         grant = form.get("grant_type", [""])[0]
         if grant == "authorization_code":
             if not form.get("code_verifier"):
-                return 400, {"error": "invalid_request", "error_description": "PKCE verifier missing"}
+                return 400, {
+                    "error": "invalid_request",
+                    "error_description": "PKCE verifier missing",
+                }
             key = self.codes.pop(form.get("code", [""])[0], None)
         elif grant == "refresh_token":
             key = self.refresh_tokens.pop(form.get("refresh_token", [""])[0], None)
         else:
             return 400, {"error": "unsupported_grant_type"}
         if key is None:
-            return 400, {"error": "invalid_grant", "error_description": "grant is invalid or expired"}
+            return 400, {
+                "error": "invalid_grant",
+                "error_description": "grant is invalid or expired",
+            }
         return 200, self._issue(key)
 
     def _userinfo(self, request):
@@ -130,7 +145,10 @@ class FakeCallbackHandler:
 
     def __init__(self, code):
         self.code = code
-        state = {"state_id": secrets.token_hex(4), "code_verifier": secrets.token_urlsafe(32)}
+        state = {
+            "state_id": secrets.token_hex(4),
+            "code_verifier": secrets.token_urlsafe(32),
+        }
         self._state = base64.urlsafe_b64encode(json.dumps(state).encode()).decode()
 
     def get_argument(self, name, default=None):
@@ -167,7 +185,11 @@ class HubUser:
         self.role_names = {r["name"] for r in roles}
 
     async def get_auth_state(self):
-        return json.loads(json.dumps(self.auth_state)) if self.auth_state is not None else None
+        return (
+            json.loads(json.dumps(self.auth_state))
+            if self.auth_state is not None
+            else None
+        )
 
     def apply(self, model):
         if model is True or model is False:
@@ -197,8 +219,6 @@ courses:
     tas: [bob@uni.edu]
     students: [alice@uni.edu]
 """
-
-
 
 
 @pytest.fixture
@@ -237,7 +257,9 @@ def make_auth(course_file, provider):
 
 
 async def login(auth, provider, claims, key=None):
-    return await auth.get_authenticated_user(provider.handler_for(claims, key=key), None)
+    return await auth.get_authenticated_user(
+        provider.handler_for(claims, key=key), None
+    )
 
 
 def role(model, name):
@@ -284,19 +306,57 @@ def role(model, name):
             True,
             True,
         ),
-        ({"manage_groups": True, "admin_groups": {"ds101-instructors"}}, "alan@uni.edu", [], True, False),
+        (
+            {"manage_groups": True, "admin_groups": {"ds101-instructors"}},
+            "alan@uni.edu",
+            [],
+            True,
+            False,
+        ),
         # the roster rule can be switched off
         ({"allow_rostered": False}, "alice@uni.edu", [], False, None),
-        ({"allow_rostered": False, "allowed_users": {"alice@uni.edu"}}, "alice@uni.edu", [], True, None),
+        (
+            {"allow_rostered": False, "allowed_users": {"alice@uni.edu"}},
+            "alice@uni.edu",
+            [],
+            True,
+            None,
+        ),
         # restrictive rules win over every allow rule
         ({"blocked_users": {"alice@uni.edu"}}, "alice@uni.edu", [], False, None),
-        ({"require_rostered": True, "allowed_users": {"guest@uni.edu"}}, "guest@uni.edu", [], False, None),
-        ({"require_rostered": True, "allow_all": True}, "mallory@evil.example", [], False, None),
-        ({"require_rostered": True, "allowed_users": {"alice@uni.edu"}}, "alice@uni.edu", [], True, None),
-        ({"require_rostered": True, "admin_users": {"root@uni.edu"}}, "root@uni.edu", [], True, True),
+        (
+            {"require_rostered": True, "allowed_users": {"guest@uni.edu"}},
+            "guest@uni.edu",
+            [],
+            False,
+            None,
+        ),
+        (
+            {"require_rostered": True, "allow_all": True},
+            "mallory@evil.example",
+            [],
+            False,
+            None,
+        ),
+        (
+            {"require_rostered": True, "allowed_users": {"alice@uni.edu"}},
+            "alice@uni.edu",
+            [],
+            True,
+            None,
+        ),
+        (
+            {"require_rostered": True, "admin_users": {"root@uni.edu"}},
+            "root@uni.edu",
+            [],
+            True,
+            True,
+        ),
     ],
 )
-async def test_allowed(make_auth, provider, class_config, email, groups, expect_allowed, expect_admin):
+async def test_allowed(
+    make_auth, provider, class_config, email, groups, expect_allowed, expect_admin
+):
     auth = make_auth(class_config)
     model = await login(auth, provider, {"email": email, "groups": groups})
     if expect_allowed:
@@ -330,7 +390,9 @@ def test_roster_rule_counts_as_allow_config(make_auth, caplog):
 # -- usernames --------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("email", ["Alice@UNI.edu", "  alice@uni.edu ", "\tALICE@uni.EDU\n"])
+@pytest.mark.parametrize(
+    "email", ["Alice@UNI.edu", "  alice@uni.edu ", "\tALICE@uni.EDU\n"]
+)
 async def test_case_and_spaces_match_the_same_roster_entry(make_auth, provider, email):
     auth = make_auth({"manage_groups": True})
     model = await login(auth, provider, {"email": email})
@@ -338,8 +400,12 @@ async def test_case_and_spaces_match_the_same_roster_entry(make_auth, provider, 
     assert set(model["groups"]) == {"ds101", "phys210"}
 
 
-@pytest.mark.parametrize("claims", [{"name": "Alice"}, {"email": ""}, {"email": "   "}, {"email": None}])
-async def test_missing_username_claim_is_a_clear_403(make_auth, provider, caplog, claims):
+@pytest.mark.parametrize(
+    "claims", [{"name": "Alice"}, {"email": ""}, {"email": "   "}, {"email": None}]
+)
+async def test_missing_username_claim_is_a_clear_403(
+    make_auth, provider, caplog, claims
+):
     auth = make_auth({"roster_contact": "help@uni.edu"})
     with pytest.raises(web.HTTPError) as e, caplog.at_level(logging.ERROR):
         await login(auth, provider, claims)
@@ -348,7 +414,9 @@ async def test_missing_username_claim_is_a_clear_403(make_auth, provider, caplog
     assert "no usable 'email' claim" in caplog.text
 
 
-async def test_username_claim_callable_that_fails_is_a_clear_500(make_auth, provider, caplog):
+async def test_username_claim_callable_that_fails_is_a_clear_500(
+    make_auth, provider, caplog
+):
     def username_from_upn(user_info):
         return user_info["upn"].split("@")[0]
 
@@ -381,7 +449,12 @@ async def test_groups_from_the_roster(make_auth, provider, email, groups):
 async def test_nbgrader_groups(make_auth, provider):
     auth = make_auth({"manage_groups": True, "nbgrader_groups": True})
     bob = await login(auth, provider, {"email": "bob@uni.edu"})
-    assert set(bob["groups"]) == {"ds101", "nbgrader-ds101", "phys210-tas", "formgrade-phys210"}
+    assert set(bob["groups"]) == {
+        "ds101",
+        "nbgrader-ds101",
+        "phys210-tas",
+        "formgrade-phys210",
+    }
     grace = await login(auth, provider, {"email": "grace@uni.edu"})
     assert set(grace["groups"]) == {"ds101-instructors", "formgrade-ds101"}
 
@@ -423,7 +496,9 @@ async def test_staff_roles_are_scoped_to_their_course_students(make_auth, provid
     auth = make_auth({"manage_groups": True, "manage_roles": True})
     grace = await login(auth, provider, {"email": "grace@uni.edu"})
     assert [r["name"] for r in grace["roles"]] == ["user", "ds101-instructor"]
-    assert role(grace, "ds101-instructor")["scopes"] == sorted(s.format(group="ds101") for s in DEFAULT_STAFF_SCOPES)
+    assert role(grace, "ds101-instructor")["scopes"] == sorted(
+        s.format(group="ds101") for s in DEFAULT_STAFF_SCOPES
+    )
     assert role(grace, "user")["scopes"] == ["self"]
     assert grace["admin"] is False
 
@@ -432,15 +507,23 @@ async def test_staff_roles_are_scoped_to_their_course_students(make_auth, provid
     scopes = role(bob, "phys210-ta")["scopes"]
     # only over phys210's students: never ds101, never the staff groups, never group edits
     assert all(s == "admin-ui" or s.endswith("!group=phys210") for s in scopes)
-    assert not any(s.split("!")[0] in {"groups", "admin:groups", "admin:users"} for s in scopes)
-    assert {"list:users!group=phys210", "access:servers!group=phys210", "servers!group=phys210"} <= set(scopes)
+    assert not any(
+        s.split("!")[0] in {"groups", "admin:groups", "admin:users"} for s in scopes
+    )
+    assert {
+        "list:users!group=phys210",
+        "access:servers!group=phys210",
+        "servers!group=phys210",
+    } <= set(scopes)
 
     alice = await login(auth, provider, {"email": "alice@uni.edu"})
     assert [r["name"] for r in alice["roles"]] == ["user"]
 
 
 async def test_admins_keep_the_admin_role(make_auth, provider):
-    auth = make_auth({"manage_groups": True, "manage_roles": True, "admin_users": {"grace@uni.edu"}})
+    auth = make_auth(
+        {"manage_groups": True, "manage_roles": True, "admin_users": {"grace@uni.edu"}}
+    )
     grace = await login(auth, provider, {"email": "grace@uni.edu"})
     assert grace["admin"] is True
     assert [r["name"] for r in grace["roles"]] == ["user", "admin", "ds101-instructor"]
@@ -451,18 +534,28 @@ async def test_staff_scopes_are_configurable_per_role(make_auth, provider):
         {
             "manage_groups": True,
             "manage_roles": True,
-            "staff_scopes": {"teaching assistant": ["list:users!group={group}", "read:servers!group={group}"]},
+            "staff_scopes": {
+                "teaching assistant": [
+                    "list:users!group={group}",
+                    "read:servers!group={group}",
+                ]
+            },
         }
     )
     alan = await login(auth, provider, {"email": "alan@uni.edu"})
-    assert role(alan, "ds101-ta")["scopes"] == ["list:users!group=ds101", "read:servers!group=ds101"]
+    assert role(alan, "ds101-ta")["scopes"] == [
+        "list:users!group=ds101",
+        "read:servers!group=ds101",
+    ]
     grace = await login(auth, provider, {"email": "grace@uni.edu"})
     assert "access:servers!group=ds101" in role(grace, "ds101-instructor")["scopes"]
 
 
 async def test_the_user_role_follows_the_hubs_definition(make_auth, provider):
     auth = make_auth({"manage_roles": True})
-    auth.config.JupyterHub.load_roles = [{"name": "user", "scopes": ["self", "access:services"]}]
+    auth.config.JupyterHub.load_roles = [
+        {"name": "user", "scopes": ["self", "access:services"]}
+    ]
     model = await login(auth, provider, {"email": "alice@uni.edu"})
     assert role(model, "user")["scopes"] == ["self", "access:services"]
 
@@ -497,16 +590,22 @@ CLAIMS = {
 
 async def test_provider_group_claims_admit_and_enrol(make_auth, provider):
     auth = make_auth(CLAIMS)
-    carol = await login(auth, provider, {"email": "carol@uni.edu", "groups": ["uni-ds101", "library"]})
+    carol = await login(
+        auth, provider, {"email": "carol@uni.edu", "groups": ["uni-ds101", "library"]}
+    )
     assert carol is not None
     assert set(carol["groups"]) == {"ds101"}
     assert claimed_courses(carol["auth_state"]) == {"ds101": Role.STUDENT}
     assert carol["auth_state"][AUTH_STATE_KEY]["courses"] == {"ds101": "student"}
 
 
-async def test_provider_claims_merge_with_the_roster_higher_role_wins(make_auth, provider):
+async def test_provider_claims_merge_with_the_roster_higher_role_wins(
+    make_auth, provider
+):
     auth = make_auth(CLAIMS)
-    alice = await login(auth, provider, {"email": "alice@uni.edu", "groups": ["uni-phys-tutors"]})
+    alice = await login(
+        auth, provider, {"email": "alice@uni.edu", "groups": ["uni-phys-tutors"]}
+    )
     assert alice["auth_state"][AUTH_STATE_KEY] == {
         "courses": {"ds101": "student", "phys210": "ta"},
         "claimed": {"phys210": "ta"},
@@ -526,22 +625,39 @@ async def test_provider_claims_by_pattern(make_auth, provider):
     dave = await login(
         auth,
         provider,
-        {"email": "dave@uni.edu", "groups": ["course:phys210:instructor", "course:ds999", "course:ds101:dean"]},
+        {
+            "email": "dave@uni.edu",
+            "groups": [
+                "course:phys210:instructor",
+                "course:ds999",
+                "course:ds101:dean",
+            ],
+        },
     )
     # ds999 is not on the roster, "dean" is no role: both ignored
     assert claimed_courses(dave["auth_state"]) == {"phys210": Role.INSTRUCTOR}
     assert set(dave["groups"]) == {"phys210-instructors"}
-    assert await login(auth, provider, {"email": "eve@uni.edu", "groups": ["course:ds999"]}) is None
+    assert (
+        await login(
+            auth, provider, {"email": "eve@uni.edu", "groups": ["course:ds999"]}
+        )
+        is None
+    )
 
 
 async def test_claims_from_a_custom_key(make_auth, provider):
     auth = make_auth({**CLAIMS, "course_claim_key": "oauth_user.eduPersonEntitlement"})
-    carol = await login(auth, provider, {"email": "carol@uni.edu", "eduPersonEntitlement": "uni-ds101"})
+    carol = await login(
+        auth, provider, {"email": "carol@uni.edu", "eduPersonEntitlement": "uni-ds101"}
+    )
     assert claimed_courses(carol["auth_state"]) == {"ds101": Role.STUDENT}
 
 
 def test_claims_naming_unknown_courses_are_a_startup_error(make_auth, caplog):
-    with pytest.raises(ValueError, match="'cs999', which is not on the roster"), caplog.at_level(logging.ERROR):
+    with (
+        pytest.raises(ValueError, match="'cs999', which is not on the roster"),
+        caplog.at_level(logging.ERROR),
+    ):
         make_auth({**CLAIMS, "course_claim_groups": {"uni-cs999": "cs999"}})
     assert "uni-cs999" in caplog.text
 
@@ -555,7 +671,9 @@ def test_claims_need_auth_state(make_auth):
 
 
 @pytest.mark.parametrize("enable_auth_state", [True, False])
-async def test_refresh_after_removal_from_the_roster(make_auth, provider, course_file, enable_auth_state, rewrite_file):
+async def test_refresh_after_removal_from_the_roster(
+    make_auth, provider, course_file, enable_auth_state, rewrite_file
+):
     auth = make_auth({"enable_auth_state": enable_auth_state, "manage_groups": True})
     model = await login(auth, provider, {"email": "bob@uni.edu"}, key="bob")
     user = HubUser(model, enable_auth_state)
@@ -566,7 +684,12 @@ async def test_refresh_after_removal_from_the_roster(make_auth, provider, course
     assert user.group_names == {"ds101", "phys210-tas"}
 
     # the registrar drops bob from ds101: he keeps access through phys210
-    rewrite_file(course_file, COURSES.replace("students: [alice@uni.edu, bob@uni.edu]", "students: [alice@uni.edu]"))
+    rewrite_file(
+        course_file,
+        COURSES.replace(
+            "students: [alice@uni.edu, bob@uni.edu]", "students: [alice@uni.edu]"
+        ),
+    )
     refreshed = await auth.refresh_user(user)
     user.apply(refreshed)
     assert user.group_names == {"phys210-tas"}
@@ -579,8 +702,12 @@ async def test_refresh_after_removal_from_the_roster(make_auth, provider, course
     assert await login(auth, provider, {"email": "bob@uni.edu"}, key="bob") is None
 
 
-async def test_a_dropped_course_loses_its_groups_and_roles_at_refresh(make_auth, provider, course_file, rewrite_file):
-    auth = make_auth({"enable_auth_state": True, "manage_groups": True, "manage_roles": True})
+async def test_a_dropped_course_loses_its_groups_and_roles_at_refresh(
+    make_auth, provider, course_file, rewrite_file
+):
+    auth = make_auth(
+        {"enable_auth_state": True, "manage_groups": True, "manage_roles": True}
+    )
     model = await login(auth, provider, {"email": "bob@uni.edu"}, key="bob")
     user = HubUser(model, True)
     assert user.role_names == {"user", "phys210-ta"}
@@ -591,11 +718,17 @@ async def test_a_dropped_course_loses_its_groups_and_roles_at_refresh(make_auth,
     assert "phys210" not in [r["name"] for r in await auth.load_managed_roles()]
 
 
-async def test_refused_staff_lose_their_groups_and_roles(make_auth, provider, course_file, rewrite_file):
+async def test_refused_staff_lose_their_groups_and_roles(
+    make_auth, provider, course_file, rewrite_file
+):
     """A refused refresh ends the session; API tokens survive that, so the
     course groups and roles must go too."""
-    auth = make_auth({"enable_auth_state": True, "manage_groups": True, "manage_roles": True})
-    user = HubUser(await login(auth, provider, {"email": "alan@uni.edu"}, key="alan"), True)
+    auth = make_auth(
+        {"enable_auth_state": True, "manage_groups": True, "manage_roles": True}
+    )
+    user = HubUser(
+        await login(auth, provider, {"email": "alan@uni.edu"}, key="alan"), True
+    )
     assert user.role_names == {"user", "ds101-ta"}
     rewrite_file(course_file, COURSES.replace("alan@uni.edu", "ada@uni.edu"))
     assert await auth.refresh_user(user) is False
@@ -603,13 +736,21 @@ async def test_refused_staff_lose_their_groups_and_roles(make_auth, provider, co
     assert user.role_names == {"user"}
 
 
-async def test_refresh_without_auth_state_keeps_groups_that_are_no_courses(make_auth, provider, course_file, rewrite_file):
+async def test_refresh_without_auth_state_keeps_groups_that_are_no_courses(
+    make_auth, provider, course_file, rewrite_file
+):
     auth = make_auth({"manage_groups": True, "admin_groups": {"hub-admins"}})
-    model = await login(auth, provider, {"email": "grace@uni.edu", "groups": ["hub-admins"]})
+    model = await login(
+        auth, provider, {"email": "grace@uni.edu", "groups": ["hub-admins"]}
+    )
     user = HubUser(model, enable_auth_state=False)
     assert user.group_names == {"ds101-instructors", "hub-admins"} and user.admin
-    rewrite_file(course_file, COURSES.replace("instructors: [grace@uni.edu]", "tas: [grace@uni.edu]", 1).replace(
-        "    tas: [alan@uni.edu]\n", "", 1))
+    rewrite_file(
+        course_file,
+        COURSES.replace(
+            "instructors: [grace@uni.edu]", "tas: [grace@uni.edu]", 1
+        ).replace("    tas: [alan@uni.edu]\n", "", 1),
+    )
     refreshed = await auth.refresh_user(user)
     user.apply(refreshed)
     assert user.group_names == {"ds101-tas", "hub-admins"}
@@ -631,9 +772,13 @@ async def test_refresh_rechecks_provider_claims(make_auth, provider):
     assert await auth.refresh_user(user) is False
 
 
-async def test_refresh_uses_the_refresh_token_when_the_access_token_expired(make_auth, provider):
+async def test_refresh_uses_the_refresh_token_when_the_access_token_expired(
+    make_auth, provider
+):
     auth = make_auth({"enable_auth_state": True, "manage_groups": True})
-    user = HubUser(await login(auth, provider, {"email": "alice@uni.edu"}, key="alice"), True)
+    user = HubUser(
+        await login(auth, provider, {"email": "alice@uni.edu"}, key="alice"), True
+    )
     provider.access_tokens.clear()
     refreshed = await auth.refresh_user(user)
     assert refreshed["auth_state"]["access_token"] in provider.access_tokens
@@ -643,10 +788,16 @@ async def test_refresh_uses_the_refresh_token_when_the_access_token_expired(make
     assert await auth.refresh_user(user) is False
 
 
-async def test_refresh_when_the_provider_is_down_still_checks_the_roster(make_auth, provider, course_file, caplog, rewrite_file):
+async def test_refresh_when_the_provider_is_down_still_checks_the_roster(
+    make_auth, provider, course_file, caplog, rewrite_file
+):
     auth = make_auth({"enable_auth_state": True, "manage_groups": True})
-    alice = HubUser(await login(auth, provider, {"email": "alice@uni.edu"}, key="alice"), True)
-    bob = HubUser(await login(auth, provider, {"email": "bob@uni.edu"}, key="bob"), True)
+    alice = HubUser(
+        await login(auth, provider, {"email": "alice@uni.edu"}, key="alice"), True
+    )
+    bob = HubUser(
+        await login(auth, provider, {"email": "bob@uni.edu"}, key="bob"), True
+    )
     provider.down = True
     rewrite_file(course_file, COURSES.replace("bob@uni.edu", "carl@uni.edu"))
     with caplog.at_level(logging.WARNING):
@@ -658,16 +809,24 @@ async def test_refresh_when_the_provider_is_down_still_checks_the_roster(make_au
 
 async def test_refresh_rechecks_blocked_users(make_auth, provider):
     auth = make_auth({"enable_auth_state": True})
-    user = HubUser(await login(auth, provider, {"email": "alice@uni.edu"}, key="alice"), True)
+    user = HubUser(
+        await login(auth, provider, {"email": "alice@uni.edu"}, key="alice"), True
+    )
     auth.blocked_users = {"alice@uni.edu"}
     assert await auth.refresh_user(user) is False
 
 
-async def test_blocked_staff_still_on_the_roster_lose_their_groups_and_roles(make_auth, provider):
+async def test_blocked_staff_still_on_the_roster_lose_their_groups_and_roles(
+    make_auth, provider
+):
     """Blocked while still rostered: their API tokens survive the ended session,
     so the course groups and roles must go as for a dropped TA."""
-    auth = make_auth({"enable_auth_state": True, "manage_groups": True, "manage_roles": True})
-    user = HubUser(await login(auth, provider, {"email": "bob@uni.edu"}, key="bob"), True)
+    auth = make_auth(
+        {"enable_auth_state": True, "manage_groups": True, "manage_roles": True}
+    )
+    user = HubUser(
+        await login(auth, provider, {"email": "bob@uni.edu"}, key="bob"), True
+    )
     assert user.group_names == {"ds101", "phys210-tas"}
     assert user.role_names == {"user", "phys210-ta"}
     auth.blocked_users = {"bob@uni.edu"}
@@ -681,13 +840,23 @@ async def test_blocked_staff_still_on_the_roster_lose_their_groups_and_roles(mak
     [
         lambda auth, user, auth_state: True,
         # a model built from what was stored: it carries the courses of the last login
-        lambda auth, user, auth_state: {"name": user.name, "admin": False, "auth_state": auth_state},
+        lambda auth, user, auth_state: {
+            "name": user.name,
+            "admin": False,
+            "auth_state": auth_state,
+        },
     ],
     ids=["no-change", "stored-model"],
 )
-async def test_refresh_user_hook_answers_are_still_checked(make_auth, provider, course_file, rewrite_file, hook):
-    auth = make_auth({"enable_auth_state": True, "manage_groups": True, "refresh_user_hook": hook})
-    user = HubUser(await login(auth, provider, {"email": "bob@uni.edu"}, key="bob"), True)
+async def test_refresh_user_hook_answers_are_still_checked(
+    make_auth, provider, course_file, rewrite_file, hook
+):
+    auth = make_auth(
+        {"enable_auth_state": True, "manage_groups": True, "refresh_user_hook": hook}
+    )
+    user = HubUser(
+        await login(auth, provider, {"email": "bob@uni.edu"}, key="bob"), True
+    )
     refreshed = await auth.refresh_user(user)
     assert refreshed is not False
     user.apply(refreshed)
@@ -700,7 +869,9 @@ async def test_refresh_user_hook_answers_are_still_checked(make_auth, provider, 
 # -- start-up ------------------------------------------------------------------------------
 
 
-def test_a_broken_roster_stops_the_hub_with_every_problem(make_auth, write_file, caplog):
+def test_a_broken_roster_stops_the_hub_with_every_problem(
+    make_auth, write_file, caplog
+):
     bad = write_file("bad.yaml", "courses:\n  - id: Bad Id!\n  - title: no id\n")
     with pytest.raises(RosterError), caplog.at_level(logging.ERROR):
         make_auth(course_files=[bad])
@@ -715,11 +886,23 @@ def test_a_broken_roster_stops_the_hub_with_every_problem(make_auth, write_file,
         ({"staff_group_template": "{course} {role}"}, "no spaces"),
         ({"staff_group_template": "{course}-{rank}"}, "may use {course}, {role}"),
         ({"staff_role_template": "{course}"}, "must contain {role}"),
-        ({"staff_role_template": "{course}-{role}!"}, "not a valid JupyterHub role name"),
-        ({"staff_scopes": {"ta": ["acess:servers!group={group}"]}}, "not a JupyterHub scope"),
+        (
+            {"staff_role_template": "{course}-{role}!"},
+            "not a valid JupyterHub role name",
+        ),
+        (
+            {"staff_scopes": {"ta": ["acess:servers!group={group}"]}},
+            "not a JupyterHub scope",
+        ),
         ({"staff_scopes": {"student": ["self"]}}, "only instructor and ta"),
-        ({"course_claim_groups": {"g": {"course": "ds101", "role": "dean"}}}, "unknown role"),
-        ({"course_claim_pattern": "course:(?P<id>.*)"}, "named group for the course id"),
+        (
+            {"course_claim_groups": {"g": {"course": "ds101", "role": "dean"}}},
+            "unknown role",
+        ),
+        (
+            {"course_claim_pattern": "course:(?P<id>.*)"},
+            "named group for the course id",
+        ),
     ],
 )
 def test_bad_config_is_a_startup_error(make_auth, class_config, message):
@@ -733,19 +916,34 @@ def test_group_name_collisions_are_a_startup_error(make_auth, write_file):
         make_auth({"manage_groups": True}, course_files=[courses])
 
 
-def test_two_courses_sharing_a_staff_role_name_is_a_startup_error(make_auth, write_file):
+def test_two_courses_sharing_a_staff_role_name_is_a_startup_error(
+    make_auth, write_file
+):
     # 2025-ds101's roles get "course-" in front: the same names as course-2025-ds101's
-    courses = write_file("c.yaml", "courses:\n  - id: 2025-ds101\n  - id: course-2025-ds101\n")
-    with pytest.raises(ValueError, match="would share the staff role 'course-2025-ds101-"):
+    courses = write_file(
+        "c.yaml", "courses:\n  - id: 2025-ds101\n  - id: course-2025-ds101\n"
+    )
+    with pytest.raises(
+        ValueError, match="would share the staff role 'course-2025-ds101-"
+    ):
         make_auth({"manage_groups": True, "manage_roles": True}, course_files=[courses])
 
 
-async def test_course_ids_starting_with_a_digit_get_valid_role_names(make_auth, provider, write_file):
-    courses = write_file("c.yaml", "courses:\n  - id: 2025-ds101\n    tas: [alan@uni.edu]\n")
-    auth = make_auth({"manage_groups": True, "manage_roles": True}, course_files=[courses])
+async def test_course_ids_starting_with_a_digit_get_valid_role_names(
+    make_auth, provider, write_file
+):
+    courses = write_file(
+        "c.yaml", "courses:\n  - id: 2025-ds101\n    tas: [alan@uni.edu]\n"
+    )
+    auth = make_auth(
+        {"manage_groups": True, "manage_roles": True}, course_files=[courses]
+    )
     alan = await login(auth, provider, {"email": "alan@uni.edu"})
     assert [r["name"] for r in alan["roles"]] == ["user", "course-2025-ds101-ta"]
-    assert "access:servers!group=2025-ds101" in role(alan, "course-2025-ds101-ta")["scopes"]
+    assert (
+        "access:servers!group=2025-ds101"
+        in role(alan, "course-2025-ds101-ta")["scopes"]
+    )
 
 
 # -- GitHub -----------------------------------------------------------------------------------
@@ -765,12 +963,22 @@ def github(write_file):
 
 
 async def test_github_variant(make_auth, github, write_file):
-    courses = write_file("gh.yaml", "courses:\n  - id: ds101\n    students: [OctoCat]\n  - id: ds102\n")
-    auth = make_auth({"manage_groups": True}, cls=ClassroomGitHubOAuthenticator, course_files=[courses])
+    courses = write_file(
+        "gh.yaml", "courses:\n  - id: ds101\n    students: [OctoCat]\n  - id: ds102\n"
+    )
+    auth = make_auth(
+        {"manage_groups": True},
+        cls=ClassroomGitHubOAuthenticator,
+        course_files=[courses],
+    )
     auth.http_client = github
-    octo = await login(auth, github, {"login": "OctoCat", "email": "octo@example.org", "id": 1})
+    octo = await login(
+        auth, github, {"login": "OctoCat", "email": "octo@example.org", "id": 1}
+    )
     assert octo["name"] == "octocat" and octo["groups"] == ["ds101"]
-    assert await login(auth, github, {"login": "mallory", "email": None, "id": 2}) is None
+    assert (
+        await login(auth, github, {"login": "mallory", "email": None, "id": 2}) is None
+    )
 
 
 async def test_github_teams_as_course_claims(make_auth, github, write_file):
@@ -781,13 +989,17 @@ async def test_github_teams_as_course_claims(make_auth, github, write_file):
             "enable_auth_state": True,
             "populate_teams_in_auth_state": True,
             "scope": ["read:org"],
-            "course_claim_groups": {"uni:ds101-tutors": {"course": "ds101", "role": "ta"}},
+            "course_claim_groups": {
+                "uni:ds101-tutors": {"course": "ds101", "role": "ta"}
+            },
         },
         cls=ClassroomGitHubOAuthenticator,
         course_files=[courses],
     )
     auth.http_client = github
-    octo = await login(auth, github, {"login": "octocat", "email": "octo@example.org", "id": 1})
+    octo = await login(
+        auth, github, {"login": "octocat", "email": "octo@example.org", "id": 1}
+    )
     assert octo["groups"] == ["ds101-tas"]
 
 

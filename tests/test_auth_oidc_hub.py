@@ -49,15 +49,16 @@ ACCOUNTS = [
     ("carol", {}),
     ("grace", {}),
     ("alan", {}),
-    ("dave", {"groups": ["uni-phys210", "library"]}),  # on no roster; the provider knows
+    (
+        "dave",
+        {"groups": ["uni-phys210", "library"]},
+    ),  # on no roster; the provider knows
     ("mallory", {}),  # on no roster, nothing else
 ]
 
 
 def password(name):
     return f"{name}-pw"
-
-
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +71,11 @@ def course_file(tmp_path_factory):
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def idp():
     accounts = [
-        {"username": name, "password": password(name), "claims": {"groups": [], **claims}}
+        {
+            "username": name,
+            "password": password(name),
+            "claims": {"groups": [], **claims},
+        }
         for name, claims in ACCOUNTS
     ]
     async with OIDCProvider(accounts=accounts) as provider:
@@ -79,10 +84,11 @@ async def idp():
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def hub(idp, course_file):
-    hub = HubProcess(log_level="INFO", env={"JUPYTERHUB_CRYPT_KEY": secrets.token_hex(32)})
+    hub = HubProcess(
+        log_level="INFO", env={"JUPYTERHUB_CRYPT_KEY": secrets.token_hex(32)}
+    )
     oauth = idp.oauthenticator_config(hub_url=hub.hub_url)
-    hub.config = textwrap.dedent(
-        f"""
+    hub.config = textwrap.dedent(f"""
         import json
         c.JupyterHub.authenticator_class = "classroom"
         c.JupyterHub.spawner_class = "simple"
@@ -97,8 +103,7 @@ async def hub(idp, course_file):
         c.ClassroomOAuthenticator.roster_contact = {CONTACT!r}
         # refresh auth on any request older than a second (the default is 5 minutes)
         c.ClassroomOAuthenticator.auth_refresh_age = 1
-        """
-    )
+        """)
     async with hub:
         yield hub
     # the hub's log is useful when something above failed
@@ -106,7 +111,9 @@ async def hub(idp, course_file):
 
 
 async def log_in(hub, name):
-    result = await asyncio.to_thread(login, hub.hub_url, name, password(name), next_url="/hub/home")
+    result = await asyncio.to_thread(
+        login, hub.hub_url, name, password(name), next_url="/hub/home"
+    )
     return result
 
 
@@ -162,7 +169,10 @@ async def test_unrostered_account_gets_the_403_page(hub):
     # message the heading unless it has a reason; 5.x always says "Forbidden")
     assert result.text.count("not on the roster of any course") == 1, result.text
     (heading,) = re.findall(r"<h1>(.*?)</h1>", result.text, re.S)
-    assert " ".join(heading.split()) in ("403 : Not on a course roster", "403 : Forbidden")
+    assert " ".join(heading.split()) in (
+        "403 : Not on a course roster",
+        "403 : Forbidden",
+    )
     assert CONTACT in result.text
     assert await user_model(hub, "mallory") is None
     assert "mallory is not on any course roster" in hub.read_log()
@@ -206,13 +216,23 @@ async def test_instructor_lists_only_their_course_users(hub):
     assert student.get("hub/admin").status_code == 403
 
     # her own token, made with her own login
-    r = grace.api("POST", "users/grace/tokens", json={"note": "teaching", "expires_in": 3600})
+    r = grace.api(
+        "POST", "users/grace/tokens", json={"note": "teaching", "expires_in": 3600}
+    )
     assert r.status_code == 201, r.text
     token = r.json()["token"]
 
     scopes = token_api(hub, token, "user").json()["scopes"]
-    assert {"list:users!group=ds101", "access:servers!group=ds101", "servers!group=ds101"} <= set(scopes)
-    assert not [s for s in scopes if "phys210" in s or s.split("!")[0] in ("groups", "admin:users")]
+    assert {
+        "list:users!group=ds101",
+        "access:servers!group=ds101",
+        "servers!group=ds101",
+    } <= set(scopes)
+    assert not [
+        s
+        for s in scopes
+        if "phys210" in s or s.split("!")[0] in ("groups", "admin:users")
+    ]
 
     users = token_api(hub, token, "users")
     assert users.status_code == 200, users.text
@@ -220,27 +240,47 @@ async def test_instructor_lists_only_their_course_users(hub):
     assert {"alice", "bob"} <= names
     assert not names & {"carol", "alan", "dave"}, names  # other course, staff
     assert names <= {"alice", "bob", "grace"}
-    assert sorted(token_api(hub, token, "users/alice").json()["groups"]) == ["ds101", "phys210"]
-    assert token_api(hub, token, "users/carol").status_code in (403, 404)  # 6.x: 404, 5.x: 403
-    assert token_api(hub, token, "users/alan").status_code in (403, 404)  # 6.x: 404, 5.x: 403
+    assert sorted(token_api(hub, token, "users/alice").json()["groups"]) == [
+        "ds101",
+        "phys210",
+    ]
+    assert token_api(hub, token, "users/carol").status_code in (
+        403,
+        404,
+    )  # 6.x: 404, 5.x: 403
+    assert token_api(hub, token, "users/alan").status_code in (
+        403,
+        404,
+    )  # 6.x: 404, 5.x: 403
     # she cannot put herself (or anyone) into a group
-    add = token_api(hub, token, "groups/phys210/users", method="POST", json={"users": ["grace"]})
+    add = token_api(
+        hub, token, "groups/phys210/users", method="POST", json={"users": ["grace"]}
+    )
     assert add.status_code in (403, 404), add.text
 
 
 async def test_ta_cannot_reach_the_instructor(hub):
     alan = await log_in(hub, "alan")
-    token = alan.api("POST", "users/alan/tokens", json={"note": "tutoring"}).json()["token"]
+    token = alan.api("POST", "users/alan/tokens", json={"note": "tutoring"}).json()[
+        "token"
+    ]
     names = {u["name"] for u in token_api(hub, token, "users").json()}
     assert {"alice", "bob"} <= names and "grace" not in names
-    assert token_api(hub, token, "users/grace").status_code in (403, 404)  # 6.x: 404, 5.x: 403
+    assert token_api(hub, token, "users/grace").status_code in (
+        403,
+        404,
+    )  # 6.x: 404, 5.x: 403
 
 
-async def test_roster_changes_reach_the_hub_at_refresh(hub, idp, course_file, rewrite_file):
+async def test_roster_changes_reach_the_hub_at_refresh(
+    hub, idp, course_file, rewrite_file
+):
     alice = await log_in(hub, "alice")
     bob = await log_in(hub, "bob")
     alan = await log_in(hub, "alan")
-    alan_token = alan.api("POST", "users/alan/tokens", json={"note": "tutoring"}).json()["token"]
+    alan_token = alan.api(
+        "POST", "users/alan/tokens", json={"note": "tutoring"}
+    ).json()["token"]
     assert bob.ok and alice.ok and alan.ok
     try:
         # new term: alice left phys210, bob and the TA left everything
@@ -275,7 +315,10 @@ async def test_roster_changes_reach_the_hub_at_refresh(hub, idp, course_file, re
         token_api(hub, alan_token, "users")
         after = token_api(hub, alan_token, "users")
         assert after.status_code == 403, after.text  # no list:users on anyone any more
-        assert token_api(hub, alan_token, "users/alice").status_code in (403, 404)  # 6.x: 404, 5.x: 403
+        assert token_api(hub, alan_token, "users/alice").status_code in (
+            403,
+            404,
+        )  # 6.x: 404, 5.x: 403
         model = await user_model(hub, "alan")
         assert model["roles"] == ["user"] and model["groups"] == []
     finally:

@@ -35,7 +35,16 @@ def run(script, *args, timeout):
 
 
 def test_roster_load_benchmark_prints_its_figures():
-    out = run("roster_load.py", "--courses", "3", "--students", "20", "--repeat", "1", timeout=120)
+    out = run(
+        "roster_load.py",
+        "--courses",
+        "3",
+        "--students",
+        "20",
+        "--repeat",
+        "1",
+        timeout=120,
+    )
     assert "3 courses" in out and "enrolments" in out
     assert "full load:" in out and "lookup:" in out
 
@@ -46,11 +55,16 @@ def test_class_start_benchmark_runs_and_reports(tmp_path):
     report = tmp_path / "run.json"
     out = run(
         "class_start_burst.py",
-        "--students", "6",
-        "--window", "2",
-        "--scenarios", "queue",
-        "--queue-limit", "2",
-        "--json", str(report),
+        "--students",
+        "6",
+        "--window",
+        "2",
+        "--scenarios",
+        "queue",
+        "--queue-limit",
+        "2",
+        "--json",
+        str(report),
         timeout=600,
     )
     assert "queue (Q=2)" in out and "makespan" in out

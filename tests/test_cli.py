@@ -49,8 +49,13 @@ def test_check_reports_every_problem_with_file_and_line(tmp_path):
     result = cli("check", cwd=tmp_path)
     assert result.returncode == 1
     lines = result.stderr.splitlines()
-    assert f"{tmp_path}/courses.yaml:4: duplicate course id 'c1' (first defined at {tmp_path}/courses.yaml:2)" in lines
-    assert any(line.startswith(f"{tmp_path}/r.csv:3: unknown role 'boss'") for line in lines)
+    assert (
+        f"{tmp_path}/courses.yaml:4: duplicate course id 'c1' (first defined at {tmp_path}/courses.yaml:2)"
+        in lines
+    )
+    assert any(
+        line.startswith(f"{tmp_path}/r.csv:3: unknown role 'boss'") for line in lines
+    )
     assert lines[-1] == "2 problems found."
 
 
@@ -68,7 +73,9 @@ def test_check_config_file_that_raises(tmp_path):
     assert "undefined_name" in result.stderr
 
 
-@pytest.mark.parametrize("user", ["Marie.Curie@uni.example.edu", " marie.curie@uni.example.edu "])
+@pytest.mark.parametrize(
+    "user", ["Marie.Curie@uni.example.edu", " marie.curie@uni.example.edu "]
+)
 def test_profiles_json(user):
     result = cli("profiles", user, "--json", "-f", REFERENCE_CONFIG)
     assert result.returncode == 0, result.stderr
@@ -78,14 +85,31 @@ def test_profiles_json(user):
         ("ds101", "student"),
         ("phys210", "ta"),
     }
-    assert [(p["slug"], p["default"]) for p in data["profiles"]] == [("ds101", True), ("phys210", False)]
-    assert data["profiles"][0]["kubespawner_override"]["image"] == "quay.io/jupyter/scipy-notebook:2025-06-02"
+    assert [(p["slug"], p["default"]) for p in data["profiles"]] == [
+        ("ds101", True),
+        ("phys210", False),
+    ]
+    assert (
+        data["profiles"][0]["kubespawner_override"]["image"]
+        == "quay.io/jupyter/scipy-notebook:2025-06-02"
+    )
 
 
 def test_profiles_as_admin_lists_every_course():
-    result = cli("profiles", "someone@uni.example.edu", "--admin", "--json", "-f", REFERENCE_CONFIG)
+    result = cli(
+        "profiles",
+        "someone@uni.example.edu",
+        "--admin",
+        "--json",
+        "-f",
+        REFERENCE_CONFIG,
+    )
     assert result.returncode == 0, result.stderr
-    assert [p["slug"] for p in json.loads(result.stdout)["profiles"]] == ["ds101", "phys210", "admin-large"]
+    assert [p["slug"] for p in json.loads(result.stdout)["profiles"]] == [
+        "ds101",
+        "phys210",
+        "admin-large",
+    ]
 
 
 def test_images_lists_every_image_for_prepulling():
@@ -96,7 +120,10 @@ def test_images_lists_every_image_for_prepulling():
     import yaml
 
     extra = yaml.safe_load(result.stdout)["prePuller"]["extraImages"]
-    assert {"name": "quay.io/jupyter/scipy-notebook", "tag": "2025-06-02"} in extra.values()
+    assert {
+        "name": "quay.io/jupyter/scipy-notebook",
+        "tag": "2025-06-02",
+    } in extra.values()
 
 
 def test_profiles_of_someone_not_on_a_roster():
@@ -111,25 +138,32 @@ def test_profiles_of_someone_not_on_a_roster():
     [
         ("jupyterhub.spawners", "classroom", "ClassroomSpawner"),
         ("jupyterhub.authenticators", "classroom", "ClassroomOAuthenticator"),
-        ("jupyterhub.authenticators", "classroom-github", "ClassroomGitHubOAuthenticator"),
+        (
+            "jupyterhub.authenticators",
+            "classroom-github",
+            "ClassroomGitHubOAuthenticator",
+        ),
     ],
 )
 def test_entry_points_resolve(group, name, qualname):
-    (ep,) = [ep for ep in entry_points(group=group) if ep.name == name]
+    (ep,) = (ep for ep in entry_points(group=group) if ep.name == name)
     assert ep.load().__qualname__ == qualname
 
 
 def test_jupyterhub_resolves_classroom_by_name():
     # the same lookup JupyterHub does for c.JupyterHub.spawner_class = "classroom"
-    code = textwrap.dedent(
-        """
+    code = textwrap.dedent("""
         from jupyterhub.app import JupyterHub
         hub = JupyterHub(spawner_class="classroom", authenticator_class="classroom")
         print(hub.spawner_class.__name__, hub.authenticator_class.__name__)
-        """
+        """)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert result.stdout.split() == ["ClassroomSpawner", "ClassroomOAuthenticator"], result.stderr
+    assert result.stdout.split() == [
+        "ClassroomSpawner",
+        "ClassroomOAuthenticator",
+    ], result.stderr
 
 
 def test_check_warns_when_jupyterhubs_spawn_limit_would_defeat_the_queue(tmp_path):
@@ -177,12 +211,16 @@ def test_check_shows_roster_warnings_and_exits_3(tmp_path):
         '"Lovelace, Ada",1,,ada@uni.edu,Lab A\n'
         '"Hopper, Grace",2,,,Lab A\n'
     )
-    (tmp_path / "jupyterhub_config.py").write_text("c.ClassroomRoster.course_files = ['courses.yaml']\n")
+    (tmp_path / "jupyterhub_config.py").write_text(
+        "c.ClassroomRoster.course_files = ['courses.yaml']\n"
+    )
     result = cli("check", cwd=tmp_path)
     assert result.returncode == 3, result.stderr
     lines = result.stdout.splitlines()
-    assert f"warning: {tmp_path}/canvas.csv:3: skipped 'Hopper, Grace': no login in column 'SIS Login ID'" \
+    assert (
+        f"warning: {tmp_path}/canvas.csv:3: skipped 'Hopper, Grace': no login in column 'SIS Login ID'"
         " (they cannot log in until the export has one)" in lines
+    )
     assert (
         f"warning: {tmp_path}/courses.yaml:6: section 'Lab Z' matches no student in"
         f" {tmp_path}/canvas.csv (its Section cells: 'Lab A')"
@@ -198,29 +236,41 @@ ESC = "\x1b"
 def test_check_prints_text_from_files_with_control_characters_escaped(tmp_path):
     # a file name is the admin's, but may come from anywhere (an LMS download, an archive)
     export = f"gradebook{ESC}]0;pwned{chr(7)}.csv"
-    (tmp_path / export).write_text("Student,ID,SIS User ID,SIS Login ID,Section\n\"A, A\",1,,a@uni.edu,Lab A\n")
+    (tmp_path / export).write_text(
+        "Student,ID,SIS User ID,SIS Login ID,Section\n\"A, A\",1,,a@uni.edu,Lab A\n"
+    )
     (tmp_path / "courses.yaml").write_text(
         "courses:\n  - id: c1\n    rosters:\n"
-        f'      - {{file: "gradebook\\e]0;pwned\\a.csv", format: canvas, sections: [Lab B]}}\n'
+        '      - {file: "gradebook\\e]0;pwned\\a.csv", format: canvas, sections: [Lab B]}\n'
         '      - {file: "missing\\e[2J.csv"}\n'
     )
-    (tmp_path / "jupyterhub_config.py").write_text("c.ClassroomRoster.course_files = ['courses.yaml']\n")
+    (tmp_path / "jupyterhub_config.py").write_text(
+        "c.ClassroomRoster.course_files = ['courses.yaml']\n"
+    )
     result = cli("check", cwd=tmp_path)
     assert result.returncode == 1
     assert ESC not in result.stderr and chr(7) not in result.stderr
     assert f"{tmp_path}/missing\\x1b[2J.csv: cannot read roster file" in result.stderr
     # the warning about the (readable) export came along with the problem
-    assert f"warning: {tmp_path}/courses.yaml:4: section 'Lab B' matches no student in" \
+    assert (
+        f"warning: {tmp_path}/courses.yaml:4: section 'Lab B' matches no student in"
         f" {tmp_path}/gradebook\\x1b]0;pwned\\x07.csv" in result.stderr
+    )
     (tmp_path / f"missing{ESC}[2J.csv").write_text("username\nb\n")
     result = cli("check", cwd=tmp_path)
     assert result.returncode == 3, result.stderr
-    assert ESC not in result.stdout and "gradebook\\x1b]0;pwned\\x07.csv" in result.stdout
+    assert (
+        ESC not in result.stdout and "gradebook\\x1b]0;pwned\\x07.csv" in result.stdout
+    )
 
 
 def test_a_course_title_with_a_control_character_is_a_problem(tmp_path):
-    (tmp_path / "courses.yaml").write_text('courses:\n  - id: c1\n    title: "Intro\\e[2J"\n')
-    (tmp_path / "jupyterhub_config.py").write_text("c.ClassroomRoster.course_files = ['courses.yaml']\n")
+    (tmp_path / "courses.yaml").write_text(
+        'courses:\n  - id: c1\n    title: "Intro\\e[2J"\n'
+    )
+    (tmp_path / "jupyterhub_config.py").write_text(
+        "c.ClassroomRoster.course_files = ['courses.yaml']\n"
+    )
     result = cli("check", cwd=tmp_path)
     assert result.returncode == 1
     assert result.stderr.startswith(
@@ -245,12 +295,14 @@ def test_profiles_prints_display_names_with_control_characters_escaped(tmp_path)
 
 
 @pytest.mark.parametrize(
-    "body", [b"<html><body>Sign in</body></html>", b'{"detail": "something else"}'], ids=["html", "other-json"]
+    "body",
+    [b"<html><body>Sign in</body></html>", b'{"detail": "something else"}'],
+    ids=["html", "other-json"],
 )
 def test_queue_against_something_that_is_not_the_queue_api_says_so(body):
     """A wrong --hub-api-url (a login page, another API) is a clear error, not a traceback."""
-    from http.server import BaseHTTPRequestHandler, HTTPServer
     import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
 
     class Page(BaseHTTPRequestHandler):
         def do_GET(self):
@@ -276,17 +328,24 @@ def test_queue_against_something_that_is_not_the_queue_api_says_so(body):
 
 
 @pytest.mark.parametrize("shape", ["list", "dict"])
-def test_check_says_what_a_courses_volumes_give_its_servers(tmp_path, z2jh_config, shape):
+def test_check_says_what_a_courses_volumes_give_its_servers(
+    tmp_path, z2jh_config, shape
+):
     # the hub's volumes as the chart writes them (dicts); the course adds one as a list or dict
     if shape == "list":
         override = "volumes: [{name: datasets, emptyDir: {}}]\n      volume_mounts: [{name: datasets, mountPath: /srv/datasets, readOnly: true}]"
     else:
         override = "volumes: {datasets: {name: datasets, emptyDir: {}}}\n      volume_mounts: {datasets: {name: datasets, mountPath: /srv/datasets, readOnly: true}}"
     (tmp_path / "courses.yaml").write_text(
-        "courses:\n  - id: c1\n    students: [a]\n    kubespawner_override:\n      " + override + "\n"
+        "courses:\n  - id: c1\n    students: [a]\n    kubespawner_override:\n      "
+        + override
+        + "\n"
     )
     config = z2jh_config(
-        {"hub": {"concurrentSpawnLimit": 0}, "singleuser": {"cloudMetadata": {"blockWithIptables": False}}},
+        {
+            "hub": {"concurrentSpawnLimit": 0},
+            "singleuser": {"cloudMetadata": {"blockWithIptables": False}},
+        },
         culler_command=["true"],
         extra="""
             c.JupyterHub.spawner_class = "classroom"

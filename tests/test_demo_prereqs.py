@@ -1,5 +1,6 @@
 """``classroom-spawner demo`` without its Node and Python helpers says exactly what to
-install, instead of a Node ERR_MODULE_NOT_FOUND traceback (classroom_spawner.local.prereqs)."""
+install, instead of a Node ERR_MODULE_NOT_FOUND traceback (classroom_spawner.local.prereqs).
+"""
 
 import importlib.util
 import json
@@ -22,7 +23,12 @@ def clean_env(**extra):
 def run_demo(args, cwd, env):
     exe = os.path.join(os.path.dirname(sys.executable), "classroom-spawner")
     return subprocess.run(
-        [exe, "demo", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=120
+        [exe, "demo", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=120,
     )
 
 
@@ -47,7 +53,9 @@ def test_demo_without_oidc_provider_says_what_to_install(tmp_path):
     assert "ERR_MODULE_NOT_FOUND" not in result.stderr + result.stdout
     assert f"oidc-provider (not found in {empty}" in result.stderr
     assert prereqs.npm_install_command() in result.stderr
-    assert "configurable-http-proxy" not in result.stderr.split("Install them")[0]  # found in the checkout
+    assert (
+        "configurable-http-proxy" not in result.stderr.split("Install them")[0]
+    )  # found in the checkout
     assert not (tmp_path / "demo").exists()  # nothing was started or written
 
 
@@ -59,7 +67,7 @@ def test_missing_proxy_and_python_packages_are_named(monkeypatch):
         "find_spec",
         lambda name, *a: None if name == "jupyterlab" else real_find_spec(name, *a),
     )
-    (npm, python) = prereqs.demo_problems()
+    npm, python = prereqs.demo_problems()
     assert "configurable-http-proxy (or set CLASSROOM_CHP to its path)" in npm
     assert "oidc-provider (not found" not in npm
     assert python == (
@@ -72,7 +80,17 @@ def test_installed_package_without_node_modules_says_what_to_install(tmp_path):
     checkout's node_modules, run from a directory that has none."""
     wheels = tmp_path / "wheel"
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(wheels), REPO],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--wheel-dir",
+            str(wheels),
+            REPO,
+        ],
         check=True,
         capture_output=True,
         timeout=600,
@@ -80,7 +98,17 @@ def test_installed_package_without_node_modules_says_what_to_install(tmp_path):
     (wheel,) = wheels.glob("classroom_spawner-*.whl")
     target = tmp_path / "site"
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(target), str(wheel)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--target",
+            str(target),
+            str(wheel),
+        ],
         check=True,
         capture_output=True,
         timeout=300,
@@ -89,7 +117,9 @@ def test_installed_package_without_node_modules_says_what_to_install(tmp_path):
     home.mkdir()
     node = shutil.which("node")
     assert node, "the tests need Node.js"
-    path = os.pathsep.join([os.path.dirname(sys.executable), os.path.dirname(node), "/usr/bin", "/bin"])
+    path = os.pathsep.join(
+        [os.path.dirname(sys.executable), os.path.dirname(node), "/usr/bin", "/bin"]
+    )
     env = clean_env(PYTHONPATH=str(target), PATH=path)
     code = "import sys; from classroom_spawner.cli import main; sys.exit(main(sys.argv[1:]))"
     result = subprocess.run(

@@ -53,7 +53,9 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = artifacts_dir(ROOT, "e2e-browser")
-SPAWN_TIMEOUT = 120_000  # ms: a readiness bound for a server start, not a timing assertion
+SPAWN_TIMEOUT = (
+    120_000  # ms: a readiness bound for a server start, not a timing assertion
+)
 UI_TIMEOUT = 30_000
 
 
@@ -84,7 +86,9 @@ async def test_demo_command_prints_logins_and_leaves_nothing_behind_on_ctrl_c(tm
     port = free_port()
     workdir = tmp_path / "demo"
     mark = f"CLASSROOM_DEMO_TEST={secrets.token_hex(8)}"
-    env = dict(os.environ, CLASSROOM_DEMO_TEST=mark.split("=", 1)[1], PYTHONUNBUFFERED="1")
+    env = dict(
+        os.environ, CLASSROOM_DEMO_TEST=mark.split("=", 1)[1], PYTHONUNBUFFERED="1"
+    )
     cli = [sys.executable, "-m", "classroom_spawner.cli"]
     proc = await asyncio.create_subprocess_exec(
         *cli, "demo", "--port", str(port), "--workdir", str(workdir),
@@ -93,6 +97,7 @@ async def test_demo_command_prints_logins_and_leaves_nothing_behind_on_ctrl_c(tm
     )  # fmt: skip
     output = []
     try:
+
         async def read_until(text):
             while not any(text in line for line in output):
                 line = await proc.stdout.readline()
@@ -105,12 +110,18 @@ async def test_demo_command_prints_logins_and_leaves_nothing_behind_on_ctrl_c(tm
         hub_url = f"http://127.0.0.1:{port}/"
         assert f"The classroom demo is running: {hub_url}" in banner
         for account in ACCOUNTS:
-            assert re.search(rf"^  {account.username} +{account.password} +{account.role} ", banner, re.M), banner
+            assert re.search(
+                rf"^  {account.username} +{account.password} +{account.role} ",
+                banner,
+                re.M,
+            ), banner
         with urllib.request.urlopen(hub_url + "hub/api/", timeout=10) as r:
             assert json.load(r)["version"]
 
         # a student's server runs (a real jupyterhub-singleuser pod) when Ctrl-C comes
-        ada = await asyncio.to_thread(login, hub_url, "ada", "ada-pw", next_url="/hub/home")
+        ada = await asyncio.to_thread(
+            login, hub_url, "ada", "ada-pw", next_url="/hub/home"
+        )
         assert ada.ok, ada.describe()
         r = await asyncio.to_thread(ada.api, "POST", "users/ada/server")
         assert r.status_code in (201, 202), r.text
@@ -120,7 +131,9 @@ async def test_demo_command_prints_logins_and_leaves_nothing_behind_on_ctrl_c(tm
             return (model.get("servers") or {}).get("", {}).get("ready")
 
         await eventually(ada_ready, "ada's server", timeout=120)
-        standin_id = json.loads((workdir / "k8s" / "ready.json").read_text())["standin_id"]
+        standin_id = json.loads((workdir / "k8s" / "ready.json").read_text())[
+            "standin_id"
+        ]
         pod_marker = f"CLASSROOM_STANDIN={standin_id}"
         assert _pids_with(pod_marker), "no pod processes while ada's server runs?"
         assert len(_pids_with(mark)) >= 4  # demo, stand-in, hub, proxy, provider
@@ -131,7 +144,10 @@ async def test_demo_command_prints_logins_and_leaves_nothing_behind_on_ctrl_c(tm
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env,
         )  # fmt: skip
         pushed = (await push.communicate())[0].decode()
-        assert push.returncode == 0 and "added 02-dataframes.ipynb, changed 01-welcome.ipynb" in pushed, pushed
+        assert (
+            push.returncode == 0
+            and "added 02-dataframes.ipynb, changed 01-welcome.ipynb" in pushed
+        ), pushed
 
         os.killpg(proc.pid, signal.SIGINT)
         rest, _ = await asyncio.wait_for(proc.communicate(), 90)
@@ -151,13 +167,17 @@ async def test_demo_command_prints_logins_and_leaves_nothing_behind_on_ctrl_c(tm
 async def test_the_readme_starts_with_the_demo_and_lists_its_logins():
     readme = (ROOT / "README.md").read_text()
     first_block = readme.split("```", 2)[1].splitlines()
-    assert first_block[1].startswith("make demo") and first_block[2].startswith("make test"), first_block
+    assert first_block[1].startswith("make demo") and first_block[2].startswith(
+        "make test"
+    ), first_block
     makefile = (ROOT / "Makefile").read_text()
     assert re.search(r"^demo:.*\n\t\$\(BIN\)/classroom-spawner demo\b", makefile, re.M)
     docs = (ROOT / "docs" / "demo.md").read_text()
     for account in ACCOUNTS:
         assert f"`{account.username}` / `{account.password}`" in readme, account
-        assert f"| `{account.username}` | `{account.password}` | {account.role} |" in docs, account
+        assert (
+            f"| `{account.username}` | `{account.password}` | {account.role} |" in docs
+        ), account
 
 
 # ---------------------------------------------------------------- shared set-up
@@ -183,7 +203,9 @@ async def browser():
 async def demo(tmp_path_factory):
     out = io.StringIO()
     workdir = tmp_path_factory.mktemp("e2e") / "demo"
-    async with Demo(workdir, port=None, provision_delay=1.0, image_pull_delay=1.0, out=out) as demo:
+    async with Demo(
+        workdir, port=None, provision_delay=1.0, image_pull_delay=1.0, out=out
+    ) as demo:
         yield demo
     # the logs, next to the screenshots, for whoever looks into a failure
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -276,14 +298,18 @@ async def test_an_unrostered_account_is_refused(browser, demo, people, shots):
 @pytest.mark.hub
 @pytest.mark.browser
 @screenshot_on_failure
-async def test_a_student_in_two_courses_sees_exactly_those_two(browser, demo, people, shots):
+async def test_a_student_in_two_courses_sees_exactly_those_two(
+    browser, demo, people, shots
+):
     page = await people("emmy")
     await hub_sign_in(page, demo.hub_url, "emmy", password("emmy"), next_url=None)
     # after login the hub goes to the spawn page: a form, since emmy has two courses
     await page.wait_for_url(re.compile(r"/hub/spawn$"), timeout=UI_TIMEOUT)
     radios = page.locator("#classroom-profiles input[name=profile]")
     await radios.first.wait_for(timeout=UI_TIMEOUT)
-    values = [await radios.nth(i).get_attribute("value") for i in range(await radios.count())]
+    values = [
+        await radios.nth(i).get_attribute("value") for i in range(await radios.count())
+    ]
     assert values == ["ds101", "phys210"]  # not astro120, the third course
     text = await page.locator("#classroom-profiles").inner_text()
     assert "Data Science 101" in text and "Computational Physics" in text
@@ -303,14 +329,18 @@ async def test_a_student_in_two_courses_sees_exactly_those_two(browser, demo, pe
 @pytest.mark.hub
 @pytest.mark.browser
 @screenshot_on_failure
-async def test_a_student_starts_and_lands_in_jupyterlab_with_the_lessons(browser, demo, people, shots):
+async def test_a_student_starts_and_lands_in_jupyterlab_with_the_lessons(
+    browser, demo, people, shots
+):
     page = await people("ada")
     await hub_sign_in(page, demo.hub_url, "ada", password("ada"), next_url=None)
     # one course: no form, the server starts at once and the progress page shows
     await page.wait_for_url(re.compile(r"/hub/spawn-pending/ada"), timeout=UI_TIMEOUT)
     assert await page.locator("#classroom-profiles").count() == 0
     await page.click("#progress-details summary")
-    await page.locator("#progress-log .progress-log-event").nth(2).wait_for(timeout=SPAWN_TIMEOUT)
+    await page.locator("#progress-log .progress-log-event").nth(2).wait_for(
+        timeout=SPAWN_TIMEOUT
+    )
     await shots.take(page, "spawn progress page")
 
     await page.wait_for_url(re.compile(r"/user/ada/lab"), timeout=SPAWN_TIMEOUT)
@@ -323,7 +353,9 @@ async def test_a_student_starts_and_lands_in_jupyterlab_with_the_lessons(browser
     await file_item(page, "README.md").wait_for(timeout=UI_TIMEOUT)
     await shots.take(page, "jupyterlab with the lessons")
     listing = await contents(page, demo, "ada", "ds101-lessons")
-    assert {"01-welcome.ipynb", "README.md", "data"} <= {item["name"] for item in listing["content"]}
+    assert {"01-welcome.ipynb", "README.md", "data"} <= {
+        item["name"] for item in listing["content"]
+    }
 
 
 EDIT = "answer = 42  # ada's own work"
@@ -332,7 +364,9 @@ EDIT = "answer = 42  # ada's own work"
 @pytest.mark.hub
 @pytest.mark.browser
 @screenshot_on_failure
-async def test_an_edit_survives_a_restart_and_the_lesson_update_arrives(browser, demo, people, shots):
+async def test_an_edit_survives_a_restart_and_the_lesson_update_arrives(
+    browser, demo, people, shots
+):
     page = await people("ada")
     await file_item(page, "01-welcome.ipynb").dblclick()
     # the exercise cell: the fourth, after "Exercise 1" (cells render one by one, so wait for it)
@@ -365,7 +399,11 @@ async def test_an_edit_survives_a_restart_and_the_lesson_update_arrives(browser,
 
     listing = await contents(page, demo, "ada", "ds101-lessons")
     names = {item["name"] for item in listing["content"]}
-    upstream = [n for n in names if re.fullmatch(r"01-welcome\.upstream-([0-9a-f]{7,40})\.ipynb", n)]
+    upstream = [
+        n
+        for n in names
+        if re.fullmatch(r"01-welcome\.upstream-([0-9a-f]{7,40})\.ipynb", n)
+    ]
     assert added in names and upstream, names
     assert update["commit"].startswith(upstream[0].split("-")[-1].split(".")[0])
     model = await contents(page, demo, "ada", "ds101-lessons/01-welcome.ipynb")
@@ -377,7 +415,9 @@ async def test_an_edit_survives_a_restart_and_the_lesson_update_arrives(browser,
     await page.goto(demo.hub_url + "user/ada/lab/tree/ds101-lessons/01-welcome.ipynb")
     await jupyterlab_ready(page)
     await widen_file_browser(page)
-    await page.locator(".jp-NotebookPanel .jp-CodeCell .cm-content", has_text=EDIT).wait_for(timeout=UI_TIMEOUT)
+    await page.locator(
+        ".jp-NotebookPanel .jp-CodeCell .cm-content", has_text=EDIT
+    ).wait_for(timeout=UI_TIMEOUT)
     await file_item(page, added).wait_for(timeout=UI_TIMEOUT)
     await file_item(page, upstream[0]).wait_for(timeout=UI_TIMEOUT)
     await shots.take(page, "edited notebook after restart with the lesson update")
@@ -386,7 +426,9 @@ async def test_an_edit_survives_a_restart_and_the_lesson_update_arrives(browser,
 @pytest.mark.hub
 @pytest.mark.browser
 @screenshot_on_failure
-async def test_an_instructor_opens_a_students_server_of_their_course(browser, demo, people, shots):
+async def test_an_instructor_opens_a_students_server_of_their_course(
+    browser, demo, people, shots
+):
     page = await people("grace")
     await hub_sign_in(page, demo.hub_url, "grace", password("grace"))
     await page.wait_for_url(re.compile(r"/hub/home"), timeout=UI_TIMEOUT)
@@ -423,12 +465,14 @@ async def test_an_instructor_of_another_course_is_refused(browser, demo, people,
     await hub_sign_in(page, demo.hub_url, "richard", password("richard"))
     await page.wait_for_url(re.compile(r"/hub/home"), timeout=UI_TIMEOUT)
 
-    async with page.expect_response(re.compile(r"/hub/api/oauth2/authorize")) as authorize:
+    async with page.expect_response(
+        re.compile(r"/hub/api/oauth2/authorize")
+    ) as authorize:
         await page.goto(demo.hub_url + "user/ada/lab")
     assert (await authorize.value).status == 403
-    await page.get_by_text("You do not have permission to access Server at /user/ada/").first.wait_for(
-        timeout=UI_TIMEOUT
-    )
+    await page.get_by_text(
+        "You do not have permission to access Server at /user/ada/"
+    ).first.wait_for(timeout=UI_TIMEOUT)
     await shots.take(page, "403 for an instructor of another course")
     assert await contents(page, demo, "ada", "ds101-lessons") is None
 

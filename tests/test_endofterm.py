@@ -1,5 +1,6 @@
 """End of term (classroom-spawner volumes) on the Kubernetes stand-in: home volumes made
-as the spawner makes them, with files in them; the archive goes through a real pod's log."""
+as the spawner makes them, with files in them; the archive goes through a real pod's log.
+"""
 
 import asyncio
 import base64
@@ -29,28 +30,20 @@ GONE = ["carol@uni.example.edu", "Dave.O'Neil@uni.example.edu"]
 
 @pytest.fixture
 def hub_config(tmp_path):
-    (tmp_path / "courses.yaml").write_text(
-        textwrap.dedent(
-            """\
+    (tmp_path / "courses.yaml").write_text(textwrap.dedent("""\
             courses:
               - id: ds101
                 title: Data Science 101
                 tas: [bob@uni.example.edu]
                 students: [alice@uni.example.edu]
-            """
-        )
-    )
+            """))
     path = tmp_path / "jupyterhub_config.py"
-    path.write_text(
-        textwrap.dedent(
-            f"""\
+    path.write_text(textwrap.dedent(f"""\
             c.JupyterHub.spawner_class = "classroom"
             c.ClassroomRoster.course_files = [{str(tmp_path / "courses.yaml")!r}]
             c.KubeSpawner.namespace = "default"
             c.KubeSpawner.storage_capacity = "1Gi"
-            """
-        )
-    )
+            """))
     return str(path)
 
 

@@ -43,7 +43,11 @@ class Lesson:
 
 
 LESSONS = [
-    {"url": "https://github.com/org/week1.git", "ref": "main", "target": "lessons/week1"},
+    {
+        "url": "https://github.com/org/week1.git",
+        "ref": "main",
+        "target": "lessons/week1",
+    },
     Lesson(url="git@github.com:org/week2.git", depth=1),
 ]
 
@@ -60,13 +64,17 @@ def env_of(container) -> dict:
 
 
 def test_container_shape():
-    c = build(home_volume_name="home", home_mount_path="/home/jovyan", home_sub_path="alice")
+    c = build(
+        home_volume_name="home", home_mount_path="/home/jovyan", home_sub_path="alice"
+    )
     assert c["name"] == "lesson-sync"
     assert c["image"] == "quay.io/jupyter/scipy-notebook:2024-05-01"
     assert c["command"][:3] == ["python3", "-I", "-c"]
     assert c["command"][3] == sync_script()
     assert "args" not in c
-    assert c["volumeMounts"] == [{"name": "home", "mountPath": "/home/jovyan", "subPath": "alice"}]
+    assert c["volumeMounts"] == [
+        {"name": "home", "mountPath": "/home/jovyan", "subPath": "alice"}
+    ]
     assert c["workingDir"] == "/home/jovyan"
     assert c["terminationMessagePath"] == TERMINATION_MESSAGE_PATH
     assert c["terminationMessagePolicy"] == "File"
@@ -87,8 +95,18 @@ def test_container_shape():
 def test_job_environment():
     env = env_of(build(timeout=90))
     assert json.loads(env["CLASSROOM_LESSONS"]["value"]) == [
-        {"url": "https://github.com/org/week1.git", "ref": "main", "target": "lessons/week1", "depth": None},
-        {"url": "git@github.com:org/week2.git", "ref": "", "target": "week2", "depth": 1},
+        {
+            "url": "https://github.com/org/week1.git",
+            "ref": "main",
+            "target": "lessons/week1",
+            "depth": None,
+        },
+        {
+            "url": "git@github.com:org/week2.git",
+            "ref": "",
+            "target": "week2",
+            "depth": 1,
+        },
     ]
     assert env["CLASSROOM_HOME"]["value"] == "/home/jovyan"
     assert env["HOME"]["value"] == "/home/jovyan"
@@ -99,19 +117,34 @@ def test_job_environment():
 
 
 def test_token_comes_from_the_secret_by_reference_only():
-    c = build(token_secret_name="course-git-token", token_secret_key="token",
-              token_hosts=["GitHub.com", " gitlab.example.org "], token_username="oauth2")
+    c = build(
+        token_secret_name="course-git-token",
+        token_secret_key="token",
+        token_hosts=["GitHub.com", " gitlab.example.org "],
+        token_username="oauth2",
+    )
     env = env_of(c)
     assert env["CLASSROOM_GIT_TOKEN"] == {
         "name": "CLASSROOM_GIT_TOKEN",
-        "valueFrom": {"secretKeyRef": {"name": "course-git-token", "key": "token", "optional": True}},
+        "valueFrom": {
+            "secretKeyRef": {
+                "name": "course-git-token",
+                "key": "token",
+                "optional": True,
+            }
+        },
     }
     assert env["CLASSROOM_GIT_TOKEN_HOSTS"]["value"] == "github.com,gitlab.example.org"
     assert env["CLASSROOM_GIT_USERNAME"]["value"] == "oauth2"
 
 
 def test_options():
-    c = build(image_pull_policy="IfNotPresent", resources={"limits": {"memory": "1Gi"}}, uid=0, gid=0)
+    c = build(
+        image_pull_policy="IfNotPresent",
+        resources={"limits": {"memory": "1Gi"}},
+        uid=0,
+        gid=0,
+    )
     assert c["imagePullPolicy"] == "IfNotPresent"
     assert c["resources"] == {"limits": {"memory": "1Gi"}}
     assert c["securityContext"]["readOnlyRootFilesystem"] is True
@@ -122,15 +155,29 @@ def test_options():
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        ({"lessons": [{"url": "http://x/y"}]}, "lesson 1: lesson repo URL 'http://x/y' uses scheme 'http'"),
-        ({"lessons": [{"url": "https://h/a", "target": "x"}, {"url": "https://h/b", "target": "x"}]}, "overlaps"),
+        (
+            {"lessons": [{"url": "http://x/y"}]},
+            "lesson 1: lesson repo URL 'http://x/y' uses scheme 'http'",
+        ),
+        (
+            {
+                "lessons": [
+                    {"url": "https://h/a", "target": "x"},
+                    {"url": "https://h/b", "target": "x"},
+                ]
+            },
+            "overlaps",
+        ),
         ({"uid": -1}, "uid must be a whole number"),
         ({"gid": True}, "gid must be a whole number"),
         ({"image": ""}, "image"),
         ({"home_mount_path": "home/jovyan"}, "must be absolute"),
         ({"home_volume_name": "Home_Volume"}, "not a valid volume name"),
         ({"token_secret_name": "Bad_Name"}, "not a valid Secret name"),
-        ({"token_secret_name": "ok", "token_secret_key": "a/b"}, "not a valid Secret key"),
+        (
+            {"token_secret_name": "ok", "token_secret_key": "a/b"},
+            "not a valid Secret key",
+        ),
         ({"token_secret_name": "ok", "token_hosts": ["a b"]}, "not a host name"),
         ({"timeout": 0}, "between 1 and 3600"),
         ({"timeout": "60"}, "number of seconds"),
@@ -156,9 +203,15 @@ def test_spec_is_a_valid_kubernetes_container():
         "kind": "Pod",
         "metadata": {"name": "jupyter-alice"},
         "spec": {
-            "initContainers": [build(token_secret_name="course-git-token", home_sub_path="alice")],
-            "containers": [{"name": "notebook", "image": "quay.io/jupyter/scipy-notebook"}],
-            "volumes": [{"name": "home", "persistentVolumeClaim": {"claimName": "claim-alice"}}],
+            "initContainers": [
+                build(token_secret_name="course-git-token", home_sub_path="alice")
+            ],
+            "containers": [
+                {"name": "notebook", "image": "quay.io/jupyter/scipy-notebook"}
+            ],
+            "volumes": [
+                {"name": "home", "persistentVolumeClaim": {"claimName": "claim-alice"}}
+            ],
         },
     }
     kubernetes_validate.validate(pod, "1.30", strict=True)
@@ -179,8 +232,11 @@ def test_minified_script_is_small_plain_python():
     for node in ast.walk(tree):
         if isinstance(node, (ast.Module, ast.FunctionDef, ast.ClassDef)) and node.body:
             first = node.body[0]
-            assert not (isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant)
-                        and isinstance(first.value.value, str))
+            assert not (
+                isinstance(first, ast.Expr)
+                and isinstance(first.value, ast.Constant)
+                and isinstance(first.value.value, str)
+            )
     ast.parse(sync_source(), feature_version=(3, 8))
     ast.parse(script, feature_version=(3, 8))
 
@@ -199,7 +255,9 @@ def test_script_loads_from_a_zipped_wheel(tmp_path):
         "assert ic.__file__.startswith(sys.argv[1]), ic.__file__\n"
         "print(len(ic.sync_source()), len(ic.sync_script()))\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code, str(wheel)], capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(wheel)], capture_output=True, text=True
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == [str(len(sync_source())), str(len(sync_script()))]
 
@@ -207,7 +265,9 @@ def test_script_loads_from_a_zipped_wheel(tmp_path):
 # --------------------------------------------------------------------------- like a kubelet
 
 
-def run_like_kubelet(container: dict, secrets: dict, termination_file: Path) -> subprocess.CompletedProcess:
+def run_like_kubelet(
+    container: dict, secrets: dict, termination_file: Path
+) -> subprocess.CompletedProcess:
     """Start the container as a process: its command, its env (secretKeyRef
     resolved from `secrets`), its working dir, the termination message file
     mapped to a local path."""
@@ -226,16 +286,32 @@ def run_like_kubelet(container: dict, secrets: dict, termination_file: Path) -> 
     env["CLASSROOM_TERMINATION_LOG"] = str(termination_file)
     command = list(container["command"])
     command[0] = sys.executable  # the image's python3
-    return subprocess.run(command, env=env, cwd=container["workingDir"], capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        command,
+        env=env,
+        cwd=container["workingDir"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def make_upstream(root: Path) -> str:
     bare, work = root / "week1.git", root / "week1-work"
-    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(bare)], check=True, env=GIT_ENV)
-    subprocess.run(["git", "init", "-q", "-b", "main", str(work)], check=True, env=GIT_ENV)
+    subprocess.run(
+        ["git", "init", "-q", "--bare", "-b", "main", str(bare)],
+        check=True,
+        env=GIT_ENV,
+    )
+    subprocess.run(
+        ["git", "init", "-q", "-b", "main", str(work)], check=True, env=GIT_ENV
+    )
     (work / "intro.ipynb").write_text('{"cells": []}\n')
-    for args in (["add", "."], ["commit", "-qm", "lesson"], ["push", "-q", str(bare), "main"]):
+    for args in (
+        ["add", "."],
+        ["commit", "-qm", "lesson"],
+        ["push", "-q", str(bare), "main"],
+    ):
         subprocess.run(["git", *args], cwd=work, check=True, env=GIT_ENV)
     return bare.as_uri()
 
@@ -249,8 +325,13 @@ def test_built_container_runs_and_reports(tmp_path):
         {"url": (tmp_path / "missing.git").as_uri(), "target": "missing"},
     ]
     container = build_init_container(
-        lessons, image="img", uid=os.getuid(), gid=os.getgid(), home_mount_path=str(home),
-        token_secret_name="absent-secret", timeout=60,
+        lessons,
+        image="img",
+        uid=os.getuid(),
+        gid=os.getgid(),
+        home_mount_path=str(home),
+        token_secret_name="absent-secret",
+        timeout=60,
     )
     termination = tmp_path / "termination-log"
 
@@ -285,15 +366,24 @@ def test_parse_termination_message():
         "critical\te\tunknown level\n"
     )
     assert parse_termination_message(text) == [
-        ("warning", "c: folder set aside as c.backup-1 (it is a file); a fresh copy was cloned"),
+        (
+            "warning",
+            "c: folder set aside as c.backup-1 (it is a file); a fresh copy was cloned",
+        ),
         ("error", "d: not synced: could not read from remote"),
         ("error", "lesson sync failed: boom"),
     ]
     assert [lvl for lvl, _ in parse_termination_message(text, include_info=True)] == [
-        "info", "warning", "error", "error"]
+        "info",
+        "warning",
+        "error",
+        "error",
+    ]
 
 
-@pytest.mark.parametrize("text", [None, "", "classroom-lesson-sync/1\n", "something else\nerror\tx\ty\n"])
+@pytest.mark.parametrize(
+    "text", [None, "", "classroom-lesson-sync/1\n", "something else\nerror\tx\ty\n"]
+)
 def test_parse_termination_message_ignores_other_text(text):
     assert parse_termination_message(text) == []
 
@@ -304,6 +394,6 @@ def test_termination_summary_fits_kubernetes_limit():
     assert len(text.encode()) <= 4096
     parsed = parse_termination_message(text)
     assert parsed[-1][1].endswith("more lesson(s) not listed")
-    assert sync.termination_summary([sync.Outcome("warning", "a\tb", "line\nbreak")]).splitlines()[1] == (
-        "warning\ta b\tline break"
-    )
+    assert sync.termination_summary(
+        [sync.Outcome("warning", "a\tb", "line\nbreak")]
+    ).splitlines()[1] == ("warning\ta b\tline break")

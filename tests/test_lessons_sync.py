@@ -14,8 +14,8 @@ import hashlib
 import json
 import os
 import shutil
-import socket
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -28,7 +28,10 @@ from pathlib import Path
 import pytest
 
 from classroom_spawner.lessons import sync
-from classroom_spawner.lessons.initcontainer import parse_termination_message, sync_script
+from classroom_spawner.lessons.initcontainer import (
+    parse_termination_message,
+    sync_script,
+)
 from classroom_spawner.local.hub import free_port
 
 SYNC_SOURCE = Path(sync.__file__).read_text(encoding="utf-8")
@@ -112,8 +115,13 @@ def _run_in_own_session(argv, cwd, env, timeout) -> subprocess.CompletedProcess:
     hold the output pipes, and killing only the direct child would leave
     communicate() waiting for them forever."""
     proc = subprocess.Popen(
-        argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, start_new_session=True,
+        argv,
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
     )
     try:
         out, err = proc.communicate(timeout=timeout)
@@ -143,12 +151,16 @@ def run_sync(
         "PATH": os.environ["PATH"],
         "HOME": str(home),
         "CLASSROOM_HOME": str(home),
-        "CLASSROOM_LESSONS": lessons if isinstance(lessons, str) else json.dumps(lessons),
+        "CLASSROOM_LESSONS": (
+            lessons if isinstance(lessons, str) else json.dumps(lessons)
+        ),
         "CLASSROOM_SYNC_TIMEOUT": str(timeout),
         "CLASSROOM_TERMINATION_LOG": str(termination),
     }
     run_env.update(env or {})
-    proc = _run_in_own_session([*run_as, python, "-I", "-c", script], home, run_env, timeout + 120)
+    proc = _run_in_own_session(
+        [*run_as, python, "-I", "-c", script], home, run_env, timeout + 120
+    )
     result = SyncRun(proc, termination.read_text() if termination.exists() else "")
     assert result.returncode == 0, proc.stderr
     assert proc.stderr == "", proc.stderr
@@ -243,7 +255,11 @@ def test_created_files_follow_the_umask(home, upstream, umask):
         run_sync(home, [lesson(upstream)])
     finally:
         os.umask(old)
-    for path in [home / "lessons", home / "lessons/week1", home / "lessons/week1/README.md"]:
+    for path in [
+        home / "lessons",
+        home / "lessons/week1",
+        home / "lessons/week1/README.md",
+    ]:
         mode = path.stat().st_mode
         assert mode & 0o040, path  # group-readable under both
         assert bool(mode & 0o004) == (umask == 0o022), (path, oct(mode))
@@ -271,7 +287,9 @@ def test_second_start_keeps_student_work_and_brings_upstream_changes(home, upstr
     run_sync(home, [lesson(upstream)])
     repo = home / "lessons/week1"
     # the student edits, deletes and creates files
-    (repo / "lesson1.ipynb").write_text('{"cells": ["my answers"]}\n')  # upstream changes it too
+    (repo / "lesson1.ipynb").write_text(
+        '{"cells": ["my answers"]}\n'
+    )  # upstream changes it too
     (repo / "notes.txt").write_text("line 1\nline 2\nmy note\n")  # upstream does not
     (repo / "extra.txt").write_text("my version\n")  # upstream deletes it
     (repo / "solutions.py").unlink()  # deleted by the student
@@ -295,9 +313,13 @@ def test_second_start_keeps_student_work_and_brings_upstream_changes(home, upstr
     short = new[:7]
     # the student's versions win, upstream's are next to them
     assert (repo / "lesson1.ipynb").read_text() == '{"cells": ["my answers"]}\n'
-    assert (repo / f"lesson1.upstream-{short}.ipynb").read_text() == '{"cells": ["fixed typo"]}\n'
+    assert (
+        repo / f"lesson1.upstream-{short}.ipynb"
+    ).read_text() == '{"cells": ["fixed typo"]}\n'
     assert (repo / "week2.ipynb").read_text() == "my own week2\n"
-    assert (repo / f"week2.upstream-{short}.ipynb").read_text() == '{"cells": ["week 2"]}\n'
+    assert (
+        repo / f"week2.upstream-{short}.ipynb"
+    ).read_text() == '{"cells": ["week 2"]}\n'
     assert (repo / "notes.txt").read_text() == "line 1\nline 2\nmy note\n"
     assert (repo / "extra.txt").read_text() == "my version\n"
     assert (repo / "mine.py").read_text() == "print('mine')\n"
@@ -310,8 +332,12 @@ def test_second_start_keeps_student_work_and_brings_upstream_changes(home, upstr
     # the student's changes are in history, under a fixed author
     log = git("log", "--format=%an|%s", cwd=repo).splitlines()
     assert log[0].startswith("Lesson sync|Lesson sync: merge lesson update")
-    assert any(line.startswith("Lesson sync|Lesson sync: save your changes") for line in log)
-    git("merge-base", "--is-ancestor", new, "HEAD", cwd=repo)  # raises unless upstream is merged
+    assert any(
+        line.startswith("Lesson sync|Lesson sync: save your changes") for line in log
+    )
+    git(
+        "merge-base", "--is-ancestor", new, "HEAD", cwd=repo
+    )  # raises unless upstream is merged
     assert git("status", "--porcelain", cwd=repo) == "?? mine.py"
     # told, not silently
     assert result.level("lessons/week1") == "warning"
@@ -366,7 +392,9 @@ def test_after_a_merge_the_next_start_is_quiet_and_the_note_goes(home, upstream)
 
     assert result.level("lessons/week1") == "ok"
     assert not (home / sync.NOTE_FILENAME).exists()
-    assert snapshot(home, with_git=False) == before  # side copy and merge are not redone
+    assert (
+        snapshot(home, with_git=False) == before
+    )  # side copy and merge are not redone
     assert git("rev-parse", "HEAD", cwd=repo) == head
 
 
@@ -475,7 +503,9 @@ def test_folder_that_is_no_longer_a_repo_is_set_aside(home, upstream):
     (repo / "mine.txt").write_text("mine\n")
     shutil.rmtree(repo / ".git")
     result = run_sync(home, [lesson(upstream)])
-    _assert_set_aside(home, result, "lessons/week1", {"notes.txt": "my notes\n", "mine.txt": "mine\n"})
+    _assert_set_aside(
+        home, result, "lessons/week1", {"notes.txt": "my notes\n", "mine.txt": "mine\n"}
+    )
     assert "not a git repository" in result.message("lessons/week1")
 
 
@@ -509,7 +539,9 @@ def test_stale_index_lock_is_set_aside(home, upstream):
     (repo / "notes.txt").write_text("half-committed work\n")
     (repo / ".git/index.lock").write_text("")
     result = run_sync(home, [lesson(upstream)])
-    backup = _assert_set_aside(home, result, "lessons/week1", {"notes.txt": "half-committed work\n"})
+    backup = _assert_set_aside(
+        home, result, "lessons/week1", {"notes.txt": "half-committed work\n"}
+    )
     assert (backup / ".git/index.lock").exists()
     assert "lock file" in result.message("lessons/week1")
 
@@ -566,7 +598,9 @@ def test_set_aside_names_are_unique(home, monkeypatch):
     assert (home / "lesson.backup-20240101-120000-3/f").read_text() == "third"
 
 
-def test_target_behind_a_symlink_leading_outside_home_is_refused(home, upstream, tmp_path):
+def test_target_behind_a_symlink_leading_outside_home_is_refused(
+    home, upstream, tmp_path
+):
     outside = tmp_path / "outside"
     outside.mkdir()
     (home / "lessons").symlink_to(outside)
@@ -609,7 +643,9 @@ def test_unreachable_remote_later_leaves_the_clone_untouched(home, upstream, tmp
     assert not (home / sync.NOTE_FILENAME).exists()
 
 
-@pytest.mark.parametrize("ref", ["no-such-branch", "v9.9", "0123456789abcdef0123456789abcdef01234567"])
+@pytest.mark.parametrize(
+    "ref", ["no-such-branch", "v9.9", "0123456789abcdef0123456789abcdef01234567"]
+)
 def test_bad_ref_leaves_the_home_untouched(home, upstream, ref):
     run_sync(home, [lesson(upstream)])
     (home / "lessons/week1/notes.txt").write_text("my work\n")
@@ -640,7 +676,11 @@ def test_two_repos_one_fails_the_other_syncs(home, upstream, tmp_path):
 def test_invalid_job_and_missing_home_still_exit_zero(home, tmp_path):
     result = run_sync(home, "this is not json")
     assert result.entries[0][0] == "error"
-    result = run_sync(home, [{"url": "https://example.org/x.git"}], env={"CLASSROOM_HOME": str(tmp_path / "nope")})
+    result = run_sync(
+        home,
+        [{"url": "https://example.org/x.git"}],
+        env={"CLASSROOM_HOME": str(tmp_path / "nope")},
+    )
     assert result.entries[0][0] == "error"
     result = run_sync(home, [], env={})
     assert result.entries == []
@@ -763,7 +803,11 @@ def test_hostile_strings_never_execute(home, upstream, tmp_path):
         {"url": upstream.url, "ref": f"$(touch${{IFS}}{m})", "target": "c"},
         {"url": upstream.url, "ref": f"`touch${{IFS}}{m}`", "target": "d"},
         {"url": upstream.url, "ref": f";touch${{IFS}}{m}", "target": "e"},
-        {"url": upstream.url, "ref": f"main\n[core]\n\tfsmonitor = touch {m}", "target": "f"},
+        {
+            "url": upstream.url,
+            "ref": f"main\n[core]\n\tfsmonitor = touch {m}",
+            "target": "f",
+        },
         {"url": upstream.url, "ref": f"--upload-pack=touch {m}", "target": "g"},
         {"url": upstream.url, "ref": "-b", "target": "h"},
         {"url": upstream.url, "target": f"-rf {m}"},
@@ -848,7 +892,9 @@ def test_timeout_kills_git_and_leaves_no_half_clone(home, upstream):
         result = run_sync(home, [hanging, lesson(upstream)], timeout=3)
         assert result.level("slow") == "error"
         assert "ran out of time" in result.message("slow")
-        assert result.level("lessons/week1") == "info"  # the other lesson was not held up
+        assert (
+            result.level("lessons/week1") == "info"
+        )  # the other lesson was not held up
         assert not (home / "slow").exists()
         assert temp_leftovers(home) == []
         assert server.all_closed_by_peer()  # git (and its children) were killed
@@ -894,8 +940,14 @@ def git_daemon(upstream):
     root = upstream.bare.parent
     proc = subprocess.Popen(
         [
-            "git", "daemon", f"--base-path={root}", "--export-all", "--reuseaddr",
-            f"--port={port}", "--listen=127.0.0.1", str(root),
+            "git",
+            "daemon",
+            f"--base-path={root}",
+            "--export-all",
+            "--reuseaddr",
+            f"--port={port}",
+            "--listen=127.0.0.1",
+            str(root),
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -932,9 +984,22 @@ def tls_cert(tmp_path_factory) -> tuple[Path, Path]:
     cert, key = folder / "cert.pem", folder / "key.pem"
     subprocess.run(
         [
-            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-            "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-            "-keyout", str(key), "-out", str(cert),
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
         ],
         check=True,
         capture_output=True,
@@ -976,7 +1041,9 @@ class GitHTTPHandler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", "0")
             self.end_headers()
             return
-        expected = "Basic " + base64.b64encode(f"x-access-token:{TOKEN}".encode()).decode()
+        expected = (
+            "Basic " + base64.b64encode(f"x-access-token:{TOKEN}".encode()).decode()
+        )
         if self.headers.get("Authorization") != expected:
             self.server.denied += 1
             self.send_response(401)
@@ -1001,7 +1068,11 @@ class GitHTTPHandler(BaseHTTPRequestHandler):
             "REMOTE_ADDR": "127.0.0.1",
         }
         out = subprocess.run(
-            ["git", "http-backend"], input=body, env=env, capture_output=True, timeout=60
+            ["git", "http-backend"],
+            input=body,
+            env=env,
+            capture_output=True,
+            timeout=60,
         ).stdout
         sep = b"\r\n\r\n" if b"\r\n\r\n" in out else b"\n\n"
         head, _, payload = out.partition(sep)
@@ -1103,8 +1174,11 @@ def test_private_repo_token_is_used_but_never_written_down(
     else:
         script = SYNC_SOURCE
 
-    without = run_sync(home, [{"url": url, "target": "private"}],
-                       env={k: v for k, v in env.items() if k != "CLASSROOM_GIT_TOKEN"})
+    without = run_sync(
+        home,
+        [{"url": url, "target": "private"}],
+        env={k: v for k, v in env.items() if k != "CLASSROOM_GIT_TOKEN"},
+    )
     assert without.level("private") == "error"
     assert server.denied == 1  # asked once: a refusal is not tried again
     assert "trying again" not in without.stdout
@@ -1117,13 +1191,21 @@ def test_private_repo_token_is_used_but_never_written_down(
     second = run_sync(home, [{"url": url, "target": "private"}], env=env, script=script)
     assert second.level("private") == "warning", second.termination
 
-    secret_forms = [TOKEN.encode(), base64.b64encode(f"x-access-token:{TOKEN}".encode())]
+    secret_forms = [
+        TOKEN.encode(),
+        base64.b64encode(f"x-access-token:{TOKEN}".encode()),
+    ]
     for needle in secret_forms:
-        assert _tree_contains(home, needle) == []  # .git/config, FETCH_HEAD, logs, note...
+        assert (
+            _tree_contains(home, needle) == []
+        )  # .git/config, FETCH_HEAD, logs, note...
         assert needle not in argv_log.read_bytes()
         for run in (first, second):
             assert needle.decode() not in run.stdout + run.stderr + run.termination
-    assert git("config", "--list", "--local", cwd=home / "private").count("extraheader") == 0
+    assert (
+        git("config", "--list", "--local", cwd=home / "private").count("extraheader")
+        == 0
+    )
     assert git("config", "remote.origin.url", cwd=home / "private") == url
 
 
@@ -1133,7 +1215,9 @@ def test_a_git_host_that_fails_for_a_moment_is_tried_again(
 ):
     server, url = https_repo
     env = {"GIT_SSL_CAINFO": str(tls_cert[0]), "CLASSROOM_GIT_TOKEN": TOKEN}
-    script = SYNC_SOURCE.replace("NET_RETRY_DELAYS = (1.0, 4.0)", "NET_RETRY_DELAYS = (0.1, 0.2)")
+    script = SYNC_SOURCE.replace(
+        "NET_RETRY_DELAYS = (1.0, 4.0)", "NET_RETRY_DELAYS = (0.1, 0.2)"
+    )
     assert script != SYNC_SOURCE
     setattr(server, fault, 2)
     first = run_sync(home, [{"url": url, "target": "private"}], env=env, script=script)
@@ -1157,23 +1241,53 @@ def test_a_git_host_that_fails_for_a_moment_is_tried_again(
 @pytest.mark.parametrize(
     "stderr, transient",
     [
-        ("error: RPC failed; curl 35 gnutls_handshake() failed: The TLS connection was "
-         "non-properly terminated.\nfatal: expected flush after ref listing", True),
-        ("fatal: unable to access 'https://h/r.git/': The requested URL returned error: 503", True),
-        ("error: RPC failed; HTTP 429 curl 22 The requested URL returned error: 429", True),
-        ("fatal: unable to access 'https://h/r.git/': Failed to connect to h port 443 after "
-         "3 ms: Couldn't connect to server", True),
+        (
+            "error: RPC failed; curl 35 gnutls_handshake() failed: The TLS connection was "
+            "non-properly terminated.\nfatal: expected flush after ref listing",
+            True,
+        ),
+        (
+            "fatal: unable to access 'https://h/r.git/': The requested URL returned error: 503",
+            True,
+        ),
+        (
+            "error: RPC failed; HTTP 429 curl 22 The requested URL returned error: 429",
+            True,
+        ),
+        (
+            "fatal: unable to access 'https://h/r.git/': Failed to connect to h port 443 after "
+            "3 ms: Couldn't connect to server",
+            True,
+        ),
         ("fatal: unable to access 'https://h/r.git/': Could not resolve host: h", True),
-        ("error: RPC failed; curl 56 GnuTLS recv error (-9): A TLS packet with unexpected "
-         "length was received.", True),
-        ("fetch-pack: unexpected disconnect while reading sideband packet\nfatal: early EOF", True),
+        (
+            "error: RPC failed; curl 56 GnuTLS recv error (-9): A TLS packet with unexpected "
+            "length was received.",
+            True,
+        ),
+        (
+            "fetch-pack: unexpected disconnect while reading sideband packet\nfatal: early EOF",
+            True,
+        ),
         ("fatal: read error: Connection reset by peer", True),
-        ("fatal: could not read Username for 'https://h': No such device or address", False),
+        (
+            "fatal: could not read Username for 'https://h': No such device or address",
+            False,
+        ),
         ("fatal: Authentication failed for 'https://h/r.git/'", False),
-        ("fatal: unable to access 'https://h/r.git/': The requested URL returned error: 403", False),
-        ("remote: Repository not found.\nfatal: repository 'https://h/r.git/' not found", False),
-        ("fatal: unable to access 'https://h/r.git/': server certificate verification failed. "
-         "CAfile: none CRLfile: none", False),
+        (
+            "fatal: unable to access 'https://h/r.git/': The requested URL returned error: 403",
+            False,
+        ),
+        (
+            "remote: Repository not found.\nfatal: repository 'https://h/r.git/' not found",
+            False,
+        ),
+        (
+            "fatal: unable to access 'https://h/r.git/': server certificate verification failed. "
+            "CAfile: none CRLfile: none",
+            False,
+        ),
         ("fatal: couldn't find remote ref refs/heads/nope", False),
     ],
 )
@@ -1181,7 +1295,9 @@ def test_which_git_failures_are_worth_a_second_try(stderr, transient):
     assert sync._is_transient(stderr.encode()) is transient
 
 
-def test_student_repo_config_never_sees_the_token(home, upstream, https_repo, tls_cert, tmp_path):
+def test_student_repo_config_never_sees_the_token(
+    home, upstream, https_repo, tls_cert, tmp_path
+):
     """The student owns .git/config: a proxy, disabled TLS checks or a filter
     program there must not get hold of the token, and no filter runs at all."""
     _, url = https_repo
@@ -1197,11 +1313,16 @@ def test_student_repo_config_never_sees_the_token(home, upstream, https_repo, tl
             ("http.sslVerify", "false"),
             ("filter.steal.clean", steal),
             ("filter.steal.smudge", steal),
-            ("filter.steal.required", "true"),  # would make git fail without the program
+            (
+                "filter.steal.required",
+                "true",
+            ),  # would make git fail without the program
             ("filter.my.steal.process", steal),  # a driver name with a dot in it
         ]:
             git("config", key, value, cwd=repo)
-        (repo / ".git/info/attributes").write_text("* filter=steal\n*.txt filter=my.steal\n")
+        (repo / ".git/info/attributes").write_text(
+            "* filter=steal\n*.txt filter=my.steal\n"
+        )
         (repo / "notes.txt").write_text("mine\n")
         upstream.commit({"notes.txt": "theirs\n", "new.txt": "new\n"})
 
@@ -1220,10 +1341,14 @@ NOBODY = 65534
 
 
 @pytest.mark.skipif(
-    os.geteuid() != 0 or not shutil.which("setpriv") or not os.path.exists("/usr/bin/python3"),
+    os.geteuid() != 0
+    or not shutil.which("setpriv")
+    or not os.path.exists("/usr/bin/python3"),
     reason="runs the sync as another user: needs root, setpriv and /usr/bin/python3",
 )
-def test_another_program_of_the_same_user_cannot_read_the_token_from_the_sync(monkeypatch):
+def test_another_program_of_the_same_user_cannot_read_the_token_from_the_sync(
+    monkeypatch,
+):
     """The sync's environment holds the token; a program running as the same
     user at the same time (here: a wrapper around git itself) must not be able
     to read it from /proc/<pid>/environ."""
@@ -1251,9 +1376,17 @@ def test_another_program_of_the_same_user_cannot_read_the_token_from_the_sync(mo
         result = run_sync(
             home,
             [{"url": upstream.url, "target": "lesson"}],
-            env={"CLASSROOM_GIT_TOKEN": TOKEN, "PATH": f"{bindir}:{os.environ['PATH']}"},
+            env={
+                "CLASSROOM_GIT_TOKEN": TOKEN,
+                "PATH": f"{bindir}:{os.environ['PATH']}",
+            },
             python="/usr/bin/python3",
-            run_as=["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"],
+            run_as=[
+                "setpriv",
+                f"--reuid={NOBODY}",
+                f"--regid={NOBODY}",
+                "--clear-groups",
+            ],
         )
         assert result.level("lesson") == "info", result.termination
         seen = stolen.read_text()
@@ -1284,19 +1417,32 @@ def test_malformed_token_is_reported_and_public_lessons_still_sync(home, upstrea
 
 
 def test_auth_env_scopes_the_header_to_the_repo_host():
-    env = sync.auth_env("https://git.example.org:8443/a/b.git", "tok", "u", set(), (2, 39, 5))
+    env = sync.auth_env(
+        "https://git.example.org:8443/a/b.git", "tok", "u", set(), (2, 39, 5)
+    )
     assert env["GIT_CONFIG_KEY_0"] == "http.https://git.example.org:8443/.extraHeader"
-    assert env["GIT_CONFIG_VALUE_0"] == "Authorization: Basic " + base64.b64encode(b"u:tok").decode()
+    assert (
+        env["GIT_CONFIG_VALUE_0"]
+        == "Authorization: Basic " + base64.b64encode(b"u:tok").decode()
+    )
     assert sync.auth_env("git://h/x", "tok", "u", set(), (2, 39, 5)) == {}
     assert sync.auth_env("https://h/x", "", "u", set(), (2, 39, 5)) == {}
     legacy = sync.auth_env("https://h/x", "tok", "u", set(), (2, 25, 1))
-    assert legacy == {"GIT_CONFIG_PARAMETERS": "'http.https://h/.extraHeader=Authorization: Basic dTp0b2s='"}
+    assert legacy == {
+        "GIT_CONFIG_PARAMETERS": "'http.https://h/.extraHeader=Authorization: Basic dTp0b2s='"
+    }
 
 
 def test_git_environment_drops_redirecting_variables():
     env = sync.base_git_env(
-        {"PATH": "/bin", "GIT_DIR": "/x", "GIT_CONFIG_PARAMETERS": "'core.x=y'",
-         "GIT_SSL_CAINFO": "/ca", "CLASSROOM_GIT_TOKEN": "t", "GIT_TRACE_CURL": "1"}
+        {
+            "PATH": "/bin",
+            "GIT_DIR": "/x",
+            "GIT_CONFIG_PARAMETERS": "'core.x=y'",
+            "GIT_SSL_CAINFO": "/ca",
+            "CLASSROOM_GIT_TOKEN": "t",
+            "GIT_TRACE_CURL": "1",
+        }
     )
     assert "GIT_DIR" not in env and "GIT_TRACE_CURL" not in env
     assert "CLASSROOM_GIT_TOKEN" not in env and "GIT_CONFIG_PARAMETERS" not in env
@@ -1314,10 +1460,17 @@ def test_git_environment_drops_redirecting_variables():
 def _oldest_python() -> str | None:
     pyenv = Path.home() / ".pyenv/versions"
     for version in ("3.6", "3.7", "3.8"):
-        candidates = [str(p) for p in sorted(pyenv.glob(f"{version}.*/bin/python{version}"))]
+        candidates = [
+            str(p) for p in sorted(pyenv.glob(f"{version}.*/bin/python{version}"))
+        ]
         candidates.append(shutil.which(f"python{version}") or "")
         for candidate in filter(None, candidates):
-            if subprocess.run([candidate, "-c", "pass"], capture_output=True).returncode == 0:
+            if (
+                subprocess.run(
+                    [candidate, "-c", "pass"], capture_output=True
+                ).returncode
+                == 0
+            ):
                 return candidate
     return None
 

@@ -50,19 +50,31 @@ def test_valid_urls(url, expected):
     "url, message",
     [
         ("", "lesson repo URL is empty"),
-        ("http://x", "lesson repo URL 'http://x' uses scheme 'http'; allowed: https, ssh, git, file"),
+        (
+            "http://x",
+            "lesson repo URL 'http://x' uses scheme 'http'; allowed: https, ssh, git, file",
+        ),
         ("ftp://host/x", "uses scheme 'ftp'"),
         ("ext::sh", "asks git for the remote helper 'ext'"),
         ("fd::17", "remote helper 'fd'"),
         ("ext::sh -c touch% /tmp/x", "whitespace or a control character"),
-        ("https://user:tok@github.com/x", "embeds credentials; put the token in a Kubernetes Secret"),
+        (
+            "https://user:tok@github.com/x",
+            "embeds credentials; put the token in a Kubernetes Secret",
+        ),
         ("https://tok@github.com/x", "embeds credentials"),
         ("git://user@host/x", "embeds credentials"),
         ("ssh://user:pw@host/x", "embeds a password"),
         ("-u", "starts with '-'"),
         ("--upload-pack=touch", "starts with '-'"),
-        ("https://host/x\n", "whitespace or a control character ('\\n' at position 14)"),
-        ("https://host/x\n[core]\n\tsshCommand = x", "whitespace or a control character"),
+        (
+            "https://host/x\n",
+            "whitespace or a control character ('\\n' at position 14)",
+        ),
+        (
+            "https://host/x\n[core]\n\tsshCommand = x",
+            "whitespace or a control character",
+        ),
         ("https://host/ x", "whitespace"),
         ("https://host/\u200bx", "control character"),
         ("https://host/x\x00", "control character"),
@@ -102,8 +114,21 @@ def test_url_must_be_text(value):
 
 @pytest.mark.parametrize(
     "ref",
-    ["main", "feature/x", "v1.0", "refs/heads/main", "release-2024", "übung", "0123abc",
-     "HEAD", "$(id)", "`id`", ";rm", "{x}", "#x"],
+    [
+        "main",
+        "feature/x",
+        "v1.0",
+        "refs/heads/main",
+        "release-2024",
+        "übung",
+        "0123abc",
+        "HEAD",
+        "$(id)",
+        "`id`",
+        ";rm",
+        "{x}",
+        "#x",
+    ],
 )
 def test_valid_refs(ref):
     assert validate_ref(ref) == ref
@@ -157,10 +182,45 @@ def test_ref_must_be_text(value):
 
 
 REF_SAMPLES = [
-    "main", "a/b", "a..b", "a b", "a~", "a^", "a:", "a?", "a*", "a[", "a\\", "@", "a@{",
-    ".a", "a/.b", "a.lock", "a.lock/b", "a/", "/a", "a//b", "a.", "$(id)", "`id`", ";x",
-    "{x}", "a@b", "@a", "a@", "refs/heads/x", "x/y.z", "-x", "x-", "x\x01", "x\x7f",
-    "übung", "a/b/c.d", "a.b.lock.c", "...", "a/../b",
+    "main",
+    "a/b",
+    "a..b",
+    "a b",
+    "a~",
+    "a^",
+    "a:",
+    "a?",
+    "a*",
+    "a[",
+    "a\\",
+    "@",
+    "a@{",
+    ".a",
+    "a/.b",
+    "a.lock",
+    "a.lock/b",
+    "a/",
+    "/a",
+    "a//b",
+    "a.",
+    "$(id)",
+    "`id`",
+    ";x",
+    "{x}",
+    "a@b",
+    "@a",
+    "a@",
+    "refs/heads/x",
+    "x/y.z",
+    "-x",
+    "x-",
+    "x\x01",
+    "x\x7f",
+    "übung",
+    "a/b/c.d",
+    "a.b.lock.c",
+    "...",
+    "a/../b",
 ]
 
 
@@ -215,7 +275,10 @@ def test_valid_targets(target, expected):
         ("", "is empty"),
         (".", "is the home directory itself"),
         ("./", "is the home directory itself"),
-        ("/abs/path", "is an absolute path; give a folder relative to the home directory"),
+        (
+            "/abs/path",
+            "is an absolute path; give a folder relative to the home directory",
+        ),
         ("~/lessons", "starts with '~'"),
         ("../x", "contains '..'"),
         ("a/../b", "contains '..'"),
@@ -263,7 +326,9 @@ def test_default_target(url, expected):
     assert default_target(url) == expected
 
 
-@pytest.mark.parametrize("url", ["https://host/.git", "https://host/-x.git", "https://host/%2e%2e"])
+@pytest.mark.parametrize(
+    "url", ["https://host/.git", "https://host/-x.git", "https://host/%2e%2e"]
+)
 def test_default_target_that_cannot_be_derived(url):
     with pytest.raises(ValueError, match="cannot derive a folder name .*; set target"):
         default_target(url)
@@ -272,7 +337,9 @@ def test_default_target_that_cannot_be_derived(url):
 # --------------------------------------------------------------------------- depth
 
 
-@pytest.mark.parametrize("depth, expected", [(None, None), ("", None), (1, 1), ("5", 5), (1000, 1000)])
+@pytest.mark.parametrize(
+    "depth, expected", [(None, None), ("", None), (1, 1), ("5", 5), (1000, 1000)]
+)
 def test_valid_depths(depth, expected):
     assert validate_depth(depth) == expected
 
@@ -305,11 +372,18 @@ def test_lesson_from_dict_and_object():
     expected = {"url": "https://h/org/x.git", "ref": "", "target": "x", "depth": None}
     assert validate_lesson({"url": "https://h/org/x.git"}) == expected
     obj = SimpleNamespace(url="https://h/org/x.git", ref="main", target="a/b", depth=2)
-    assert validate_lesson(obj) == {"url": "https://h/org/x.git", "ref": "main", "target": "a/b", "depth": 2}
+    assert validate_lesson(obj) == {
+        "url": "https://h/org/x.git",
+        "ref": "main",
+        "target": "a/b",
+        "depth": 2,
+    }
 
 
 def test_lesson_errors():
-    with pytest.raises(ValueError, match="unknown field.*branch; known: url, ref, target, depth"):
+    with pytest.raises(
+        ValueError, match="unknown field.*branch; known: url, ref, target, depth"
+    ):
         validate_lesson({"url": "https://h/x", "branch": "main"})
     with pytest.raises(ValueError, match="lesson has no url"):
         validate_lesson({"target": "x"})
@@ -318,7 +392,9 @@ def test_lesson_errors():
 def test_lesson_list_names_the_bad_entry():
     with pytest.raises(ValueError) as info:
         validate_lessons([{"url": "https://h/a"}, {"url": "http://h/b"}])
-    assert str(info.value).startswith("lesson 2: lesson repo URL 'http://h/b' uses scheme 'http'")
+    assert str(info.value).startswith(
+        "lesson 2: lesson repo URL 'http://h/b' uses scheme 'http'"
+    )
 
 
 @pytest.mark.parametrize(
@@ -332,6 +408,9 @@ def test_overlapping_targets_are_rejected(targets):
 
 
 def test_sibling_targets_are_fine():
-    lessons = [{"url": "https://h/a", "target": "a"}, {"url": "https://h/b", "target": "ab"},
-               {"url": "https://h/c", "target": "a-b/c"}]
+    lessons = [
+        {"url": "https://h/a", "target": "a"},
+        {"url": "https://h/b", "target": "ab"},
+        {"url": "https://h/c", "target": "a-b/c"},
+    ]
     assert [l["target"] for l in validate_lessons(lessons)] == ["a", "ab", "a-b/c"]

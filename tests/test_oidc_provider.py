@@ -437,15 +437,13 @@ async def test_async_context_manager_starts_and_stops_node():
 
 def test_node_exits_when_its_parent_goes_away(tmp_path):
     """The provider never outlives a parent that died without calling stop()."""
-    script = textwrap.dedent(
-        """
+    script = textwrap.dedent("""
         import sys
         from classroom_spawner.local.oidc import OIDCProvider
         p = OIDCProvider().start()
         print(p._proc.pid, flush=True)
         sys.stdin.read()
-        """
-    )
+        """)
     parent = subprocess.Popen(
         [sys.executable, "-c", script],
         stdin=subprocess.PIPE,
@@ -495,9 +493,7 @@ def hub(idp, tmp_path_factory):
     port, hub_port, proxy_api_port = free_port(), free_port(), free_port()
     hub_url = f"http://127.0.0.1:{port}/"
     auth = idp.oauthenticator_config(hub_url=hub_url)
-    (tmp / "jupyterhub_config.py").write_text(
-        textwrap.dedent(
-            f"""
+    (tmp / "jupyterhub_config.py").write_text(textwrap.dedent(f"""
             import json
             c = get_config()  # noqa
             c.JupyterHub.ip = "127.0.0.1"
@@ -516,9 +512,7 @@ def hub(idp, tmp_path_factory):
             c.GenericOAuthenticator.enable_auth_state = True
             c.GenericOAuthenticator.manage_groups = True
             c.GenericOAuthenticator.auth_state_groups_key = "oauth_user.groups"
-            """
-        )
-    )
+            """))
     env = {
         **os.environ,
         "JUPYTERHUB_CRYPT_KEY": secrets.token_hex(32),

@@ -5,9 +5,9 @@ import re
 import pytest
 
 from classroom_spawner.profiles import (
-    check_admin_profiles,
     InvalidOptions,
     NoProfiles,
+    check_admin_profiles,
     course_profile,
     images_of,
     options_from_form,
@@ -41,8 +41,14 @@ ADMIN_EXTRA = {
         "image": {
             "display_name": "Image",
             "choices": {
-                "base": {"display_name": "Base", "kubespawner_override": {"image": "example.org/base:1"}},
-                "gpu": {"display_name": "GPU", "kubespawner_override": {"image": "example.org/gpu:1"}},
+                "base": {
+                    "display_name": "Base",
+                    "kubespawner_override": {"image": "example.org/base:1"},
+                },
+                "gpu": {
+                    "display_name": "GPU",
+                    "kubespawner_override": {"image": "example.org/gpu:1"},
+                },
             },
             "unlisted_choice": {
                 "enabled": True,
@@ -88,13 +94,17 @@ def test_a_student_sees_exactly_their_courses_first_is_default():
 
 
 def test_an_admin_sees_every_course_and_admin_profiles():
-    profiles = profiles_for({"phys210": Role.INSTRUCTOR}, COURSES, admin=True, admin_profiles=[ADMIN_EXTRA])
+    profiles = profiles_for(
+        {"phys210": Role.INSTRUCTOR}, COURSES, admin=True, admin_profiles=[ADMIN_EXTRA]
+    )
     assert [p["slug"] for p in profiles] == ["phys210", "ds101", "hist1", "admin-any"]
     assert profiles[-1]["classroom"]["admin_only"] is True
 
 
 def test_admin_profiles_are_never_offered_to_students():
-    profiles = profiles_for({"ds101": Role.STUDENT}, COURSES, admin_profiles=[ADMIN_EXTRA])
+    profiles = profiles_for(
+        {"ds101": Role.STUDENT}, COURSES, admin_profiles=[ADMIN_EXTRA]
+    )
     assert [p["slug"] for p in profiles] == ["ds101"]
 
 
@@ -129,12 +139,21 @@ def test_own_profiles_are_accepted(options, expected):
 @pytest.mark.parametrize(
     "options, message",
     [
-        ({"profile": "hist1"}, "profile 'hist1' is not available to you; choose one of: ds101, phys210"),
+        (
+            {"profile": "hist1"},
+            "profile 'hist1' is not available to you; choose one of: ds101, phys210",
+        ),
         ({"profile": "admin-any"}, "profile 'admin-any' is not available to you"),
         ({"profile": ["ds101"]}, "is not available to you"),
-        ({"profile": "ds101", "image": "gpu"}, "unknown server option 'image' for profile 'ds101'"),
+        (
+            {"profile": "ds101", "image": "gpu"},
+            "unknown server option 'image' for profile 'ds101'",
+        ),
         # the KubeSpawner gap: an unlisted choice with no profile key
-        ({"image--unlisted-choice": "evil/img"}, "unknown server option 'image--unlisted-choice'"),
+        (
+            {"image--unlisted-choice": "evil/img"},
+            "unknown server option 'image--unlisted-choice'",
+        ),
         ({"cpu_limit": 64}, "unknown server option 'cpu_limit'"),
         ("ds101", "must be a JSON object"),
     ],
@@ -148,14 +167,27 @@ def test_other_courses_and_tampering_are_refused(options, message):
 @pytest.mark.parametrize(
     "options, expected",
     [
-        ({"profile": "admin-any", "image": "gpu"}, {"profile": "admin-any", "image": "gpu"}),
+        (
+            {"profile": "admin-any", "image": "gpu"},
+            {"profile": "admin-any", "image": "gpu"},
+        ),
         ({"profile": "admin-any"}, {"profile": "admin-any"}),
         (
-            {"profile": "admin-any", "image--unlisted-choice": "example.org/custom:2.1"},
-            {"profile": "admin-any", "image--unlisted-choice": "example.org/custom:2.1"},
+            {
+                "profile": "admin-any",
+                "image--unlisted-choice": "example.org/custom:2.1",
+            },
+            {
+                "profile": "admin-any",
+                "image--unlisted-choice": "example.org/custom:2.1",
+            },
         ),
         (
-            {"profile": "admin-any", "image": "unlisted-choice", "image--unlisted-choice": "example.org/x:1"},
+            {
+                "profile": "admin-any",
+                "image": "unlisted-choice",
+                "image--unlisted-choice": "example.org/x:1",
+            },
             {"profile": "admin-any", "image--unlisted-choice": "example.org/x:1"},
         ),
         ({"profile": "hist1"}, {"profile": "hist1"}),
@@ -168,19 +200,35 @@ def test_admin_options(options, expected):
 @pytest.mark.parametrize(
     "options, message",
     [
-        ({"profile": "admin-any", "image": "tpu"}, "option 'image': 'tpu' is not one of the choices (base, gpu)"),
+        (
+            {"profile": "admin-any", "image": "tpu"},
+            "option 'image': 'tpu' is not one of the choices (base, gpu)",
+        ),
         ({"profile": "admin-any", "image": {"$ne": 1}}, "is not one of the choices"),
         # re.match would accept this prefix match; the whole value must match
         (
-            {"profile": "admin-any", "image--unlisted-choice": "example.org/ok:1; rm -rf /"},
+            {
+                "profile": "admin-any",
+                "image--unlisted-choice": "example.org/ok:1; rm -rf /",
+            },
             "is not accepted (an example.org image with a tag)",
         ),
-        ({"profile": "admin-any", "image--unlisted-choice": "evil.org/img:1"}, "is not accepted"),
         (
-            {"profile": "admin-any", "image": "gpu", "image--unlisted-choice": "example.org/x:1"},
+            {"profile": "admin-any", "image--unlisted-choice": "evil.org/img:1"},
+            "is not accepted",
+        ),
+        (
+            {
+                "profile": "admin-any",
+                "image": "gpu",
+                "image--unlisted-choice": "example.org/x:1",
+            },
             "either a listed choice or a custom value, not both",
         ),
-        ({"profile": "admin-any", "image": "unlisted-choice"}, "the custom value is empty"),
+        (
+            {"profile": "admin-any", "image": "unlisted-choice"},
+            "the custom value is empty",
+        ),
         ({"profile": "admin-any", "color": "red"}, "unknown server option 'color'"),
     ],
 )
@@ -195,17 +243,30 @@ def test_unlisted_choice_without_profile_key_is_checked_against_the_default():
     profiles = profiles_for({}, {}, admin=True, admin_profiles=[ADMIN_EXTRA])
     with pytest.raises(InvalidOptions):
         resolve_user_options({"image--unlisted-choice": "evil/img"}, profiles)
-    assert resolve_user_options({"image--unlisted-choice": "example.org/a:1"}, profiles) == {
+    assert resolve_user_options(
+        {"image--unlisted-choice": "example.org/a:1"}, profiles
+    ) == {
         "profile": "admin-any",
         "image--unlisted-choice": "example.org/a:1",
     }
 
 
 def test_disabled_unlisted_choice_is_refused():
-    extra = {**ADMIN_EXTRA, "profile_options": {"image": {**ADMIN_EXTRA["profile_options"]["image"], "unlisted_choice": {"enabled": False}}}}
+    extra = {
+        **ADMIN_EXTRA,
+        "profile_options": {
+            "image": {
+                **ADMIN_EXTRA["profile_options"]["image"],
+                "unlisted_choice": {"enabled": False},
+            }
+        },
+    }
     profiles = profiles_for({}, {}, admin=True, admin_profiles=[extra])
     with pytest.raises(InvalidOptions, match="does not accept a custom value"):
-        resolve_user_options({"profile": "admin-any", "image--unlisted-choice": "example.org/a:1"}, profiles)
+        resolve_user_options(
+            {"profile": "admin-any", "image--unlisted-choice": "example.org/a:1"},
+            profiles,
+        )
 
 
 # -- the form -----------------------------------------------------------------------
@@ -218,7 +279,9 @@ def test_form_fields_become_options():
         {
             "profile": ["admin-any"],
             "profile-option-admin-any--image": ["gpu"],
-            "profile-option-admin-any--image--unlisted-choice": ["ignored unless Other"],
+            "profile-option-admin-any--image--unlisted-choice": [
+                "ignored unless Other"
+            ],
             "profile-option-ds101--image": ["not this profile's"],
         }
     ) == {"profile": "admin-any", "image": "gpu"}
@@ -232,12 +295,20 @@ def test_form_fields_become_options():
 
 
 def test_images_of_a_profile():
-    assert images_of(admin_profiles()[-1]) == {"example.org/base:1", "example.org/gpu:1"}
+    assert images_of(admin_profiles()[-1]) == {
+        "example.org/base:1",
+        "example.org/gpu:1",
+    }
     assert images_of(course_profile(COURSES["hist1"])) == set()
 
 
 def test_admin_profiles_get_a_slug_from_their_name():
-    given = [{"display_name": "Admin: Large server!", "kubespawner_override": {"cpu_limit": 8}}]
+    given = [
+        {
+            "display_name": "Admin: Large server!",
+            "kubespawner_override": {"cpu_limit": 8},
+        }
+    ]
     (checked,) = check_admin_profiles(given)
     assert checked["slug"] == "admin-large-server"
     assert "slug" not in given[0]  # the config itself is left as written
@@ -249,9 +320,18 @@ def test_admin_profiles_get_a_slug_from_their_name():
         (["admin-large"], "entry 1 must be a dict"),
         ([{"slug": "x"}], "entry 1 needs a display_name"),
         ([{"display_name": "!!!"}], "entry 1 ('!!!') needs a slug"),
-        ([{"display_name": "A", "slug": "a"}, {"display_name": "B", "slug": "a"}], "entry 2 ('B'): slug 'a' is used twice"),
-        ([{"display_name": "A", "profile_options": ["image"]}], "entry 1 ('A'): profile_options must be a dict"),
-        ([{"display_name": "A", "kubespawner_override": "big"}], "kubespawner_override must be a dict"),
+        (
+            [{"display_name": "A", "slug": "a"}, {"display_name": "B", "slug": "a"}],
+            "entry 2 ('B'): slug 'a' is used twice",
+        ),
+        (
+            [{"display_name": "A", "profile_options": ["image"]}],
+            "entry 1 ('A'): profile_options must be a dict",
+        ),
+        (
+            [{"display_name": "A", "kubespawner_override": "big"}],
+            "kubespawner_override must be a dict",
+        ),
     ],
 )
 def test_unusable_admin_profiles_are_named(entries, message):
@@ -272,14 +352,26 @@ def test_a_submitted_choice_is_checked_and_settles_profile_and_course():
     profiles = enrolled_in("ds101", "phys210")
     selection = select({"profile": "phys210"}, profiles, COURSES, submitted=True)
     assert selection.options == {"profile": "phys210"}
-    assert selection.profile["slug"] == "phys210" and selection.course is COURSES["phys210"]
-    assert selection.notice is None and [p["slug"] for p in selection.profiles] == ["ds101", "phys210"]
+    assert (
+        selection.profile["slug"] == "phys210"
+        and selection.course is COURSES["phys210"]
+    )
+    assert selection.notice is None and [p["slug"] for p in selection.profiles] == [
+        "ds101",
+        "phys210",
+    ]
     # no profile named: the first one
     assert select({}, profiles, COURSES, submitted=True).course is COURSES["ds101"]
 
 
 @pytest.mark.parametrize(
-    "options", [{"profile": "hist1"}, {"profile": "ds101", "image": "x"}, ["ds101"], {"profile": 3}]
+    "options",
+    [
+        {"profile": "hist1"},
+        {"profile": "ds101", "image": "x"},
+        ["ds101"],
+        {"profile": 3},
+    ],
 )
 def test_a_submitted_choice_that_is_not_the_users_is_refused(options):
     with pytest.raises(InvalidOptions):
@@ -287,28 +379,47 @@ def test_a_submitted_choice_that_is_not_the_users_is_refused(options):
 
 
 def test_a_saved_course_the_student_left_falls_back_to_the_first_with_a_true_notice():
-    selection = select({"profile": "hist1"}, enrolled_in("ds101", "phys210"), COURSES, submitted=False)
-    assert selection.options == {"profile": "ds101"} and selection.course is COURSES["ds101"]
+    selection = select(
+        {"profile": "hist1"}, enrolled_in("ds101", "phys210"), COURSES, submitted=False
+    )
+    assert (
+        selection.options == {"profile": "ds101"}
+        and selection.course is COURSES["ds101"]
+    )
     assert selection.notice == (
         "Your last choice ('hist1') is not available to you any more; starting Data Science 101 instead."
     )
 
 
 def test_a_saved_option_that_went_away_keeps_the_course_and_says_only_that():
-    selection = select({"profile": "phys210", "size": "xl"}, enrolled_in("ds101", "phys210"), COURSES, submitted=False)
-    assert selection.options == {"profile": "phys210"} and selection.course is COURSES["phys210"]
-    assert selection.notice.startswith("Your last options for Physics are not available any more (")
+    selection = select(
+        {"profile": "phys210", "size": "xl"},
+        enrolled_in("ds101", "phys210"),
+        COURSES,
+        submitted=False,
+    )
+    assert (
+        selection.options == {"profile": "phys210"}
+        and selection.course is COURSES["phys210"]
+    )
+    assert selection.notice.startswith(
+        "Your last options for Physics are not available any more ("
+    )
     assert selection.notice.endswith("); starting it with its default options.")
     assert "not available to you" not in selection.notice  # the course still is
 
 
 def test_a_saved_value_is_quoted_cut_in_the_notice():
     huge = "x" * 10_000
-    selection = select({"profile": huge}, enrolled_in("ds101"), COURSES, submitted=False)
+    selection = select(
+        {"profile": huge}, enrolled_in("ds101"), COURSES, submitted=False
+    )
     assert len(selection.notice) < 300 and "(cut, 10000 characters)" in selection.notice
 
 
 def test_an_admin_only_profile_has_no_course():
-    profiles = profiles_for({}, COURSES, admin=True, admin_profiles=check_admin_profiles([ADMIN_EXTRA]))
+    profiles = profiles_for(
+        {}, COURSES, admin=True, admin_profiles=check_admin_profiles([ADMIN_EXTRA])
+    )
     selection = select({"profile": "admin-any"}, profiles, COURSES, submitted=True)
     assert selection.course is None and selection.profile["slug"] == "admin-any"

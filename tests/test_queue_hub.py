@@ -19,7 +19,9 @@ STUDENTS = [f"student{i:02d}" for i in range(10)]
 LATE = [f"late{i}" for i in range(5)]
 RETURNING = [f"back{i}" for i in range(4)]
 HOOK_FAILS = "hookfail"  # their pre_spawn_hook raises, after the queue gave them a slot
-DROP_LINE = [f"drop{i}" for i in range(4)]  # one of them leaves the course while in line
+DROP_LINE = [
+    f"drop{i}" for i in range(4)
+]  # one of them leaves the course while in line
 LIMIT = 2
 PLACE = re.compile(r"You are (?:number (\d+) in line|next in line)")
 
@@ -55,8 +57,7 @@ EVERYONE = STUDENTS + LATE + RETURNING + [HOOK_FAILS] + DROP_LINE
 async def hub(k8s, workdir):
     course_file = workdir / "courses.yaml"
     course_file.write_text(course_text(EVERYONE))
-    config = textwrap.dedent(
-        f"""
+    config = textwrap.dedent(f"""
         from jupyterhub.auth import DummyAuthenticator
         from classroom_spawner.queue_api import SpawnQueueAPIMixin
 
@@ -86,10 +87,12 @@ async def hub(k8s, workdir):
                 raise RuntimeError("the admin's pre_spawn_hook failed")
 
         c.Spawner.pre_spawn_hook = pre_spawn_hook
-        """
-    )
+        """)
     async with HubProcess(
-        config=config, workdir=workdir / "hub", env={"KUBECONFIG": k8s.kubeconfig_path}, start_timeout=120
+        config=config,
+        workdir=workdir / "hub",
+        env={"KUBECONFIG": k8s.kubeconfig_path},
+        start_timeout=120,
     ) as hub:
         await hub.create_user("prof", admin=True)
         hub.tokens = {}
@@ -112,12 +115,20 @@ def places(events):
 
 async def test_lecture_hall_burst_everyone_gets_a_server(hub):
     requests = [
-        hub.api("POST", f"users/{name}/server", json={}, token=hub.tokens[name], raise_error=False)
+        hub.api(
+            "POST",
+            f"users/{name}/server",
+            json={},
+            token=hub.tokens[name],
+            raise_error=False,
+        )
         for name in STUDENTS
     ]
     responses = await asyncio.gather(*requests)
     # nobody is told "429 Too many users, try again"
-    assert [r.code for r in responses] == [202] * len(STUDENTS), [r.text for r in responses]
+    assert [r.code for r in responses] == [202] * len(STUDENTS), [
+        r.text for r in responses
+    ]
     streams = await asyncio.gather(
         *(hub.progress(name, token=hub.tokens[name], timeout=300) for name in STUDENTS)
     )
@@ -132,7 +143,9 @@ async def test_lecture_hall_burst_everyone_gets_a_server(hub):
     assert len(waited) >= len(STUDENTS) - LIMIT
     assert max(max(p) for p in waited) >= len(STUDENTS) - LIMIT - 1
     assert any(len(p) >= 3 and p[-1] == 1 for p in waited)
-    assert any("It's your turn" in e.get("message", "") for events in streams for e in events)
+    assert any(
+        "It's your turn" in e.get("message", "") for events in streams for e in events
+    )
     for name in STUDENTS:
         user = (await hub.api("GET", f"users/{name}")).json()
         assert user["servers"][""]["ready"] is True
@@ -144,11 +157,16 @@ async def test_lecture_hall_burst_everyone_gets_a_server(hub):
     assert "Could not check for" not in log and "asking the API" not in log
 
     # afterwards the line is empty, and the metrics say what happened
-    state = (await hub.api("GET", "classroom/spawn-queue")).json()["queues"]["first-spawn"]
+    state = (await hub.api("GET", "classroom/spawn-queue")).json()["queues"][
+        "first-spawn"
+    ]
     assert state["limit"] == LIMIT
     assert state["waiting"] == 0 and state["in_flight"] == 0
     metrics = (await hub.api("GET", "../metrics")).text
-    assert f'classroom_spawn_queue_wait_seconds_count{{queue="first-spawn"}} {float(len(STUDENTS))}' in metrics
+    assert (
+        f'classroom_spawn_queue_wait_seconds_count{{queue="first-spawn"}} {float(len(STUDENTS))}'
+        in metrics
+    )
     assert 'classroom_spawn_queue_length{queue="first-spawn"} 0.0' in metrics
     assert 'classroom_spawns_in_flight{queue="first-spawn"} 0.0' in metrics
 
@@ -162,7 +180,10 @@ async def test_lecture_hall_burst_everyone_gets_a_server(hub):
     assert proc.returncode == 0, err.decode()
     (line,) = out.decode().splitlines()
     # nobody in line, and the rate at which first spawns finished
-    assert re.fullmatch(rf"first-spawn: 0/{LIMIT} running, 0 waiting, about [\d.]+ finishing per minute", line)
+    assert re.fullmatch(
+        rf"first-spawn: 0/{LIMIT} running, 0 waiting, about [\d.]+ finishing per minute",
+        line,
+    )
 
 
 async def test_returning_students_are_not_queued(hub):
@@ -171,10 +192,15 @@ async def test_returning_students_are_not_queued(hub):
     for name in RETURNING:
         await hub.stop_server(name)
     responses = await asyncio.gather(
-        *(hub.api("POST", f"users/{n}/server", json={}, token=hub.tokens[n]) for n in RETURNING)
+        *(
+            hub.api("POST", f"users/{n}/server", json={}, token=hub.tokens[n])
+            for n in RETURNING
+        )
     )
     assert {r.code for r in responses} <= {201, 202}
-    streams = await asyncio.gather(*(hub.progress(n, token=hub.tokens[n], timeout=120) for n in RETURNING))
+    streams = await asyncio.gather(
+        *(hub.progress(n, token=hub.tokens[n], timeout=120) for n in RETURNING)
+    )
     for events in streams:
         assert events[-1].get("ready") is True
         assert places(events) == []
@@ -186,7 +212,10 @@ async def test_a_cancelled_queued_spawn_leaves_the_line(hub):
     # students who never started before: each spawn is a first spawn
     # all at once, so that the line is long whatever the machine's speed
     responses = await asyncio.gather(
-        *(hub.api("POST", f"users/{n}/server", json={}, token=hub.tokens[n]) for n in LATE)
+        *(
+            hub.api("POST", f"users/{n}/server", json={}, token=hub.tokens[n])
+            for n in LATE
+        )
     )
     assert [r.code for r in responses] == [202] * len(LATE)
     for _ in range(100):  # each takes its place once its volume check answers
@@ -237,7 +266,13 @@ async def test_a_spawn_that_fails_before_start_gives_its_slot_back(hub):
             break
         await asyncio.sleep(0.2)
     for attempt in range(2):
-        r = await hub.api("POST", f"users/{HOOK_FAILS}/server", json={}, token=token, raise_error=False)
+        r = await hub.api(
+            "POST",
+            f"users/{HOOK_FAILS}/server",
+            json={},
+            token=token,
+            raise_error=False,
+        )
         # (JupyterHub answers 202, or 201 when the spawn has already failed)
         assert r.code in (201, 202), (r.code, r.text)
         for _ in range(100):
@@ -250,12 +285,19 @@ async def test_a_spawn_that_fails_before_start_gives_its_slot_back(hub):
         assert state["in_flight"] == 0 and state["waiting"] == 0, (attempt, state)
 
 
-async def test_a_student_dropped_from_their_course_while_in_line_is_told_so(hub, rewrite_file):
+async def test_a_student_dropped_from_their_course_while_in_line_is_told_so(
+    hub, rewrite_file
+):
     # the roster is checked before the line and again when the slot comes:
     # minutes may pass in between, and the registrar may drop someone
     responses = await asyncio.gather(
         *(
-            hub.api("POST", f"users/{n}/server", json={"profile": "seminar"}, token=hub.tokens[n])
+            hub.api(
+                "POST",
+                f"users/{n}/server",
+                json={"profile": "seminar"},
+                token=hub.tokens[n],
+            )
             for n in DROP_LINE
         )
     )
@@ -267,7 +309,9 @@ async def test_a_student_dropped_from_their_course_while_in_line_is_told_so(hub,
         await asyncio.sleep(0.05)
     dropped = state["waiters"][-1]["user"]
     # still in the lecture, but no longer in the seminar they asked for
-    rewrite_file(hub.course_file, course_text(EVERYONE, [n for n in DROP_LINE if n != dropped]))
+    rewrite_file(
+        hub.course_file, course_text(EVERYONE, [n for n in DROP_LINE if n != dropped])
+    )
     try:
         events = await hub.progress(dropped, token=hub.tokens[dropped], timeout=120)
         assert events[-1].get("failed") is True, events[-3:]

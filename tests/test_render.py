@@ -13,7 +13,11 @@ import pytest
 from traitlets import TraitError
 from traitlets.config import Config
 
-from classroom_spawner.lessons.initcontainer import script_secret, script_secret_name, sync_script
+from classroom_spawner.lessons.initcontainer import (
+    script_secret,
+    script_secret_name,
+    sync_script,
+)
 from classroom_spawner.offline import render_manifests
 
 K8S_VERSION = kubernetes_validate.latest_version()
@@ -32,8 +36,7 @@ USERS = [
 def classroom_config(write_file):
     course_file = write_file(
         "courses.yaml",
-        textwrap.dedent(
-            """\
+        textwrap.dedent("""\
             courses:
               - id: ds101
                 title: Data Science 101
@@ -57,8 +60,7 @@ def classroom_config(write_file):
                   node_selector: {{pool: physics}}
                   extra_labels: {{course: phys210}}
                 students: [{users}]
-            """
-        ).format(users=", ".join(json.dumps(u) for u in USERS)),
+            """).format(users=", ".join(json.dumps(u) for u in USERS)),
     )
     c = Config()
     c.ClassroomRoster.course_files = [course_file]
@@ -86,7 +88,7 @@ async def test_pvc_is_10gi_and_mounted_as_home(classroom_config):
     assert pvc["spec"]["resources"]["requests"]["storage"] == "10Gi"
     assert pvc["spec"]["accessModes"] == ["ReadWriteOnce"]
     claim = pvc["metadata"]["name"]
-    (volume,) = [v for v in pod["spec"]["volumes"] if v.get("persistentVolumeClaim")]
+    (volume,) = (v for v in pod["spec"]["volumes"] if v.get("persistentVolumeClaim"))
     assert volume["persistentVolumeClaim"]["claimName"] == claim
     (mount,) = pod["spec"]["containers"][0]["volumeMounts"]
     assert (mount["name"], mount["mountPath"]) == (volume["name"], "/home/jovyan")
@@ -136,8 +138,20 @@ def test_render_cli_prints_valid_json_and_yaml(classroom_config, tmp_path):
     scratch.mkdir()
     env["TMPDIR"] = str(scratch)
     result = subprocess.run(
-        [exe, "render", "élodie.dupré", "--profile", "phys210", "--json", "-f", str(config_file)],
-        capture_output=True, text=True, env=env, timeout=120,
+        [
+            exe,
+            "render",
+            "élodie.dupré",
+            "--profile",
+            "phys210",
+            "--json",
+            "-f",
+            str(config_file),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr
     items = json.loads(result.stdout)["items"]
@@ -145,7 +159,11 @@ def test_render_cli_prints_valid_json_and_yaml(classroom_config, tmp_path):
     for item in items:
         validate(item)
     result = subprocess.run(
-        [exe, "render", "x", "-f", str(config_file)], capture_output=True, text=True, env=env, timeout=120
+        [exe, "render", "x", "-f", str(config_file)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr
     import yaml
@@ -164,14 +182,20 @@ def test_render_cli_refuses_another_courses_profile(classroom_config, tmp_path):
     exe = os.path.join(os.path.dirname(sys.executable), "classroom-spawner")
     result = subprocess.run(
         [exe, "render", "x", "--profile", "secret", "-f", str(config_file)],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 1
     assert "profile 'secret' is not available to you" in result.stderr
 
 
-async def test_lesson_sync_runs_as_the_notebook_user_on_the_home_volume(classroom_config):
-    pod = (await render_manifests(classroom_config, "ada@uni.example.edu", profile="ds101"))["pod"]
+async def test_lesson_sync_runs_as_the_notebook_user_on_the_home_volume(
+    classroom_config,
+):
+    pod = (
+        await render_manifests(classroom_config, "ada@uni.example.edu", profile="ds101")
+    )["pod"]
     (sync,) = pod["spec"]["initContainers"]
     notebook = pod["spec"]["containers"][0]
     assert sync["name"] == "lesson-sync"
@@ -181,17 +205,29 @@ async def test_lesson_sync_runs_as_the_notebook_user_on_the_home_volume(classroo
     home, program = sync["volumeMounts"]
     assert [home] == notebook["volumeMounts"]
     # the program comes read-only from its Secret, not in the pod spec; no shell anywhere
-    assert program == {"name": "lesson-sync-program", "mountPath": "/opt/classroom-lesson-sync", "readOnly": True}
+    assert program == {
+        "name": "lesson-sync-program",
+        "mountPath": "/opt/classroom-lesson-sync",
+        "readOnly": True,
+    }
     assert sync["command"] == ["python3", "-I", "/opt/classroom-lesson-sync/sync.py"]
-    (volume,) = [v for v in pod["spec"]["volumes"] if v["name"] == "lesson-sync-program"]
+    (volume,) = (
+        v for v in pod["spec"]["volumes"] if v["name"] == "lesson-sync-program"
+    )
     assert volume["secret"]["secretName"] == script_secret_name()
-    job = json.loads(next(e["value"] for e in sync["env"] if e["name"] == "CLASSROOM_LESSONS"))
+    job = json.loads(
+        next(e["value"] for e in sync["env"] if e["name"] == "CLASSROOM_LESSONS")
+    )
     assert [(j["target"], j["ref"], j["depth"]) for j in job] == [
         ("ds101-lessons", "main", None),
         ("private/notes", "", 1),  # "": the remote's default branch
     ]
     # a course without lessons gets no init container
-    pod = (await render_manifests(classroom_config, "ada@uni.example.edu", profile="phys210"))["pod"]
+    pod = (
+        await render_manifests(
+            classroom_config, "ada@uni.example.edu", profile="phys210"
+        )
+    )["pod"]
     assert not pod["spec"].get("initContainers")
 
 
@@ -200,22 +236,29 @@ async def test_lesson_token_comes_from_a_secret_never_the_spec(classroom_config)
     pod = (await render_manifests(classroom_config, "x", profile="ds101"))["pod"]
     validate(pod)
     (sync,) = pod["spec"]["initContainers"]
-    (token,) = [e for e in sync["env"] if e.get("valueFrom")]
+    (token,) = (e for e in sync["env"] if e.get("valueFrom"))
     assert token["valueFrom"]["secretKeyRef"]["name"] == "lesson-git-token"
     assert "value" not in token
 
 
 async def test_a_pod_with_lessons_is_a_few_kilobytes(classroom_config):
-    pod = (await render_manifests(classroom_config, "ada@uni.example.edu", profile="ds101"))["pod"]
+    pod = (
+        await render_manifests(classroom_config, "ada@uni.example.edu", profile="ds101")
+    )["pod"]
     size = len(json.dumps(pod, separators=(",", ":")))
     print(f"pod with lessons: {size} bytes of JSON")
     assert size <= 8 * 1024
     # and with the program in the command, as before: about 50 KB more
     classroom_config.ClassroomSpawner.lesson_sync_program_secret = False
-    pod = (await render_manifests(classroom_config, "ada@uni.example.edu", profile="ds101"))["pod"]
+    pod = (
+        await render_manifests(classroom_config, "ada@uni.example.edu", profile="ds101")
+    )["pod"]
     validate(pod)
     (sync,) = pod["spec"]["initContainers"]
-    assert sync["command"][:3] == ["python3", "-I", "-c"] and len(sync["command"][3]) > 30_000
+    assert (
+        sync["command"][:3] == ["python3", "-I", "-c"]
+        and len(sync["command"][3]) > 30_000
+    )
     assert not [v for v in pod["spec"]["volumes"] if v["name"] == "lesson-sync-program"]
 
 
@@ -239,7 +282,9 @@ async def test_lesson_sync_runs_after_the_hubs_own_init_containers(classroom_con
 
 
 async def test_lesson_sync_resources_and_token_user_name_are_settings(classroom_config):
-    classroom_config.ClassroomSpawner.lesson_sync_resources = {"limits": {"cpu": "2", "memory": "2Gi"}}
+    classroom_config.ClassroomSpawner.lesson_sync_resources = {
+        "limits": {"cpu": "2", "memory": "2Gi"}
+    }
     classroom_config.ClassroomSpawner.lesson_token_secret = "lesson-git-token"
     classroom_config.ClassroomSpawner.lesson_token_username = "gitlab+deploy-token-42"
     pod = (await render_manifests(classroom_config, "x", profile="ds101"))["pod"]
@@ -253,8 +298,12 @@ async def test_lesson_sync_resources_and_token_user_name_are_settings(classroom_
         await render_manifests(classroom_config, "x", profile="ds101")
 
 
-@pytest.mark.parametrize("start_timeout, expected", [(300, "120"), (60, "30"), (1, "1")])
-async def test_lesson_sync_gets_at_most_half_of_the_start_timeout(classroom_config, start_timeout, expected):
+@pytest.mark.parametrize(
+    "start_timeout, expected", [(300, "120"), (60, "30"), (1, "1")]
+)
+async def test_lesson_sync_gets_at_most_half_of_the_start_timeout(
+    classroom_config, start_timeout, expected
+):
     classroom_config.KubeSpawner.start_timeout = start_timeout
     pod = (await render_manifests(classroom_config, "x", profile="ds101"))["pod"]
     (sync,) = pod["spec"]["initContainers"]
@@ -264,25 +313,39 @@ async def test_lesson_sync_gets_at_most_half_of_the_start_timeout(classroom_conf
 
 async def test_an_admin_profile_without_a_slug_can_be_started(classroom_config):
     classroom_config.ClassroomSpawner.admin_profiles = [
-        {"display_name": "Admin: large server", "kubespawner_override": {"mem_limit": "32G"}}
+        {
+            "display_name": "Admin: large server",
+            "kubespawner_override": {"mem_limit": "32G"},
+        }
     ]
-    manifests = await render_manifests(classroom_config, "root", profile="admin-large-server", admin=True)
+    manifests = await render_manifests(
+        classroom_config, "root", profile="admin-large-server", admin=True
+    )
     validate(manifests["pod"])
-    assert manifests["pod"]["spec"]["containers"][0]["resources"]["limits"]["memory"] == 32 * 1024**3
+    assert (
+        manifests["pod"]["spec"]["containers"][0]["resources"]["limits"]["memory"]
+        == 32 * 1024**3
+    )
 
 
 async def test_unusable_admin_profiles_are_a_config_error(classroom_config):
     classroom_config.ClassroomSpawner.admin_profiles = [{"slug": "big"}]
-    with pytest.raises(TraitError, match=r"admin_profiles: entry 1 needs a display_name"):
+    with pytest.raises(
+        TraitError, match=r"admin_profiles: entry 1 needs a display_name"
+    ):
         await render_manifests(classroom_config, "root", admin=True)
 
 
-async def test_a_profile_list_in_the_config_is_ignored_with_one_warning(classroom_config, monkeypatch, caplog):
+async def test_a_profile_list_in_the_config_is_ignored_with_one_warning(
+    classroom_config, monkeypatch, caplog
+):
     from classroom_spawner.offline import build_spawner
     from classroom_spawner.spawner import ClassroomSpawner
 
     monkeypatch.setattr(ClassroomSpawner, "_profile_list_warned", False)
-    classroom_config.KubeSpawner.profile_list = [{"display_name": "Z2JH default", "slug": "default"}]
+    classroom_config.KubeSpawner.profile_list = [
+        {"display_name": "Z2JH default", "slug": "default"}
+    ]
     with caplog.at_level(logging.WARNING):
         for user in ("ada@uni.example.edu", "x"):
             spawner = await build_spawner(classroom_config, user)

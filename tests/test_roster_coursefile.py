@@ -12,7 +12,6 @@ def yaml_file(write_file, text, name="courses.yaml"):
     return write_file(name, textwrap.dedent(text))
 
 
-
 def test_full_course_is_read(write_file):
     path = yaml_file(
         write_file,
@@ -67,7 +66,9 @@ def test_unknown_key_names_line_and_known_keys(write_file, roster_problems):
         """,
     )
     (problem,) = roster_problems([path])
-    assert problem.startswith(f"{path}:3: unknown key 'imgae' in a course (known keys: ")
+    assert problem.startswith(
+        f"{path}:3: unknown key 'imgae' in a course (known keys: "
+    )
     assert "image" in problem
 
 
@@ -75,7 +76,10 @@ def test_duplicate_course_id_across_files_names_both(write_file, roster_problems
     first = yaml_file(write_file, "courses:\n  - id: ds101\n", "a.yaml")
     second = yaml_file(write_file, "courses:\n  - id: other\n  - id: DS101\n", "b.yaml")
     (problem,) = roster_problems([first, second])
-    assert problem == f"{second}:3: duplicate course id 'ds101' (first defined at {first}:2)"
+    assert (
+        problem
+        == f"{second}:3: duplicate course id 'ds101' (first defined at {first}:2)"
+    )
 
 
 def test_duplicate_course_id_in_one_file(write_file, roster_problems):
@@ -92,12 +96,24 @@ def test_duplicate_course_id_in_one_file(write_file, roster_problems):
         ("id: c1\n    cpu_limit: lots", "cpu_limit must be a positive number"),
         ("id: c1\n    cpu_limit: -1", "cpu_limit must be a positive number"),
         ("id: c1\n    mem_limit: 2GB", "mem_limit '2GB' is not a memory size"),
-        ("id: c1\n    cpu_guarantee: 4\n    cpu_limit: 2", "cpu_guarantee 4 is above cpu_limit 2"),
-        ("id: c1\n    mem_guarantee: 4G\n    mem_limit: 512M", "mem_guarantee 4G is above mem_limit 512M"),
+        (
+            "id: c1\n    cpu_guarantee: 4\n    cpu_limit: 2",
+            "cpu_guarantee 4 is above cpu_limit 2",
+        ),
+        (
+            "id: c1\n    mem_guarantee: 4G\n    mem_limit: 512M",
+            "mem_guarantee 4G is above mem_limit 512M",
+        ),
         ("id: c1\n    students: alice", "'students' must be a list"),
-        ("id: c1\n    students: [[a, b]]", "a member of 'students' must be a single value"),
+        (
+            "id: c1\n    students: [[a, b]]",
+            "a member of 'students' must be a single value",
+        ),
         ("id: c1\n    students: ['a b']", "login 'a b' contains whitespace"),
-        ("id: c1\n    kubespawner_override: [1]", "kubespawner_override must be a mapping"),
+        (
+            "id: c1\n    kubespawner_override: [1]",
+            "kubespawner_override must be a mapping",
+        ),
         (
             "id: c1\n    kubespawner_override: {node_selecter: {pool: gpu}}",
             "kubespawner_override: 'node_selecter' is not a KubeSpawner setting (did you mean 'node_selector'?)",
@@ -106,12 +122,24 @@ def test_duplicate_course_id_in_one_file(write_file, roster_problems):
             "id: c1\n    kubespawner_override:\n      node_selector: physics",
             "kubespawner_override: node_selector: expected a dict, not the str 'physics'",
         ),
-        ("id: c1\n    kubespawner_override: {cpu_limit: lots}", "kubespawner_override: cpu_limit: expected a float"),
-        ("id: c1\n    rosters: [{file: r.csv, format: moodle}]", "unknown roster format 'moodle'"),
+        (
+            "id: c1\n    kubespawner_override: {cpu_limit: lots}",
+            "kubespawner_override: cpu_limit: expected a float",
+        ),
+        (
+            "id: c1\n    rosters: [{file: r.csv, format: moodle}]",
+            "unknown roster format 'moodle'",
+        ),
         ("id: c1\n    rosters: [{format: csv}]", "roster entry has no 'file'"),
         ("id: c1\n    rosters: [{file: r.csv, role: boss}]", "unknown role 'boss'"),
-        ("id: c1\n    rosters: [{file: r.csv, sections: [Lab A]}]", "'sections' does not apply to format csv"),
-        ("id: c1\n    rosters: [{file: r.csv, format: canvas, role_column: Role}]", "'role_column' does not apply to format canvas"),
+        (
+            "id: c1\n    rosters: [{file: r.csv, sections: [Lab A]}]",
+            "'sections' does not apply to format csv",
+        ),
+        (
+            "id: c1\n    rosters: [{file: r.csv, format: canvas, role_column: Role}]",
+            "'role_column' does not apply to format canvas",
+        ),
     ],
 )
 def test_bad_course_settings(write_file, snippet, expected, roster_problems):
@@ -121,7 +149,9 @@ def test_bad_course_settings(write_file, snippet, expected, roster_problems):
 
 
 def test_yaml_syntax_error_names_the_line(write_file, roster_problems):
-    path = yaml_file(write_file, "courses:\n  - id: ds101\n    title: [unclosed\n  - id: x\n")
+    path = yaml_file(
+        write_file, "courses:\n  - id: ds101\n    title: [unclosed\n  - id: x\n"
+    )
     (problem,) = roster_problems([path])
     assert problem.startswith(f"{path}:4: not valid YAML")
 
@@ -129,7 +159,10 @@ def test_yaml_syntax_error_names_the_line(write_file, roster_problems):
 def test_wrong_top_level(write_file, roster_problems):
     assert "no 'courses:' list" in roster_problems([yaml_file(write_file, "{}\n")])[0]
     assert "empty course file" in roster_problems([yaml_file(write_file, "")])[0]
-    assert "unknown key 'course'" in roster_problems([yaml_file(write_file, "course: []\n")])[0]
+    assert (
+        "unknown key 'course'"
+        in roster_problems([yaml_file(write_file, "course: []\n")])[0]
+    )
 
 
 def test_unreadable_course_file(tmp_path, roster_problems):
@@ -145,7 +178,11 @@ def test_no_course_files_configured(roster_problems):
 
 def test_roster_paths_are_relative_to_the_course_file(write_file):
     write_file("rosters/r.csv", "username\nalice\n")
-    path = yaml_file(write_file, "courses:\n  - id: c1\n    rosters: [{file: rosters/r.csv}]\n", "etc/../courses.yaml")
+    path = yaml_file(
+        write_file,
+        "courses:\n  - id: c1\n    rosters: [{file: rosters/r.csv}]\n",
+        "etc/../courses.yaml",
+    )
     assert load_roster([path]).roster.is_enrolled("alice")
 
 
@@ -189,8 +226,12 @@ def test_lessons_are_read_and_defaulted(write_file):
         "{ref: main}",
     ],
 )
-def test_bad_lessons_are_refused_with_file_and_line(write_file, lesson, roster_problems):
-    path = yaml_file(write_file, f"courses:\n  - id: c1\n    lessons:\n      - {lesson}\n")
+def test_bad_lessons_are_refused_with_file_and_line(
+    write_file, lesson, roster_problems
+):
+    path = yaml_file(
+        write_file, f"courses:\n  - id: c1\n    lessons:\n      - {lesson}\n"
+    )
     problems = roster_problems([path])
     assert problems and all(p.startswith(f"{path}:4: ") for p in problems), problems
 
@@ -203,7 +244,9 @@ def test_bad_lessons_are_refused_with_file_and_line(write_file, lesson, roster_p
         ("depth", "0", 8),
     ],
 )
-def test_a_bad_lesson_key_is_reported_at_its_own_line(write_file, roster_problems, key, value, line):
+def test_a_bad_lesson_key_is_reported_at_its_own_line(
+    write_file, roster_problems, key, value, line
+):
     good = {"ref": "main", "target": "lessons", "depth": "1"}
     good[key] = value
     path = yaml_file(
@@ -225,7 +268,9 @@ def test_a_bad_lesson_key_is_reported_at_its_own_line(write_file, roster_problem
     ],
     ids=["target", "derived-from-url"],
 )
-def test_a_backtick_in_a_lesson_folder_is_refused(write_file, roster_problems, lesson, line):
+def test_a_backtick_in_a_lesson_folder_is_refused(
+    write_file, roster_problems, lesson, line
+):
     path = yaml_file(write_file, f"courses:\n  - id: c1\n    lessons:\n      {lesson}")
     (problem,) = roster_problems([path])
     assert problem.startswith(f"{path}:{line}: lesson target folder "), problem
@@ -247,7 +292,10 @@ def test_two_lessons_into_one_folder(write_file, roster_problems):
     )
     (problem,) = roster_problems([path])
     # at the second repo's target: line
-    assert problem == f"{path}:7: lesson target folder 'lessons' is already used by the repo on line 4"
+    assert (
+        problem
+        == f"{path}:7: lesson target folder 'lessons' is already used by the repo on line 4"
+    )
 
 
 def test_nested_lesson_folders(write_file, roster_problems):
@@ -264,10 +312,15 @@ def test_nested_lesson_folders(write_file, roster_problems):
         """,
     )
     (problem,) = roster_problems([path])
-    assert problem == f"{path}:7: lesson target folder 'lessons/extra' overlaps 'lessons', used by the repo on line 4"
+    assert (
+        problem
+        == f"{path}:7: lesson target folder 'lessons/extra' overlaps 'lessons', used by the repo on line 4"
+    )
 
 
-def test_yaml_tags_and_unhashable_keys_are_file_line_errors(write_file, roster_problems):
+def test_yaml_tags_and_unhashable_keys_are_file_line_errors(
+    write_file, roster_problems
+):
     path = yaml_file(
         write_file,
         """\
@@ -303,10 +356,14 @@ def test_numbers_that_are_text_are_kept_as_written(write_file):
 @pytest.mark.parametrize("value", ["1024", "0G", "1.5 G", "-1G"])
 def test_memory_needs_a_unit_and_a_size(write_file, value, roster_problems):
     path = yaml_file(write_file, f"courses:\n  - id: ds101\n    mem_limit: {value}\n")
-    assert roster_problems([path]) == [f"{path}:3: mem_limit '{value}' is not a memory size like 512M, 1.5G or 2G"]
+    assert roster_problems([path]) == [
+        f"{path}:3: mem_limit '{value}' is not a memory size like 512M, 1.5G or 2G"
+    ]
 
 
-def test_cpu_must_be_finite_and_every_guarantee_problem_is_reported(write_file, roster_problems):
+def test_cpu_must_be_finite_and_every_guarantee_problem_is_reported(
+    write_file, roster_problems
+):
     path = yaml_file(
         write_file,
         """\
@@ -321,7 +378,11 @@ def test_cpu_must_be_finite_and_every_guarantee_problem_is_reported(write_file, 
         """,
     )
     problems = roster_problems([path])
-    assert [p.split(": ")[0] for p in problems] == [f"{path}:3", f"{path}:5", f"{path}:7"]
+    assert [p.split(": ")[0] for p in problems] == [
+        f"{path}:3",
+        f"{path}:5",
+        f"{path}:7",
+    ]
 
 
 def test_a_bad_override_names_its_own_line(write_file, roster_problems):
@@ -354,12 +415,18 @@ def test_a_bad_override_names_its_own_line(write_file, roster_problems):
         ("image", '"quay.io/x\\ry:1"'),
     ],
 )
-def test_control_characters_in_course_text_are_file_line_problems(write_file, roster_problems, key, value):
+def test_control_characters_in_course_text_are_file_line_problems(
+    write_file, roster_problems, key, value
+):
     path = yaml_file(write_file, f"courses:\n  - id: c1\n    {key}: {value}\n")
     (problem,) = roster_problems([path])
-    assert problem.startswith(f"{path}:3: {key} contains the control character "), problem
+    assert problem.startswith(
+        f"{path}:3: {key} contains the control character "
+    ), problem
 
 
 def test_a_description_may_have_several_lines_and_tabs(write_file):
-    path = yaml_file(write_file, 'courses:\n  - id: c1\n    description: "Tue\\tThu\\nRoom 101"\n')
+    path = yaml_file(
+        write_file, 'courses:\n  - id: c1\n    description: "Tue\\tThu\\nRoom 101"\n'
+    )
     assert load_roster([path]).roster.course("c1").description == "Tue\tThu\nRoom 101"

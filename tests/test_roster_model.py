@@ -2,7 +2,13 @@
 
 import pytest
 
-from classroom_spawner.roster.model import Course, Role, Roster, normalize_username, parse_role
+from classroom_spawner.roster.model import (
+    Course,
+    Role,
+    Roster,
+    normalize_username,
+    parse_role,
+)
 
 
 @pytest.mark.parametrize(

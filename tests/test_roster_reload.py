@@ -17,12 +17,12 @@ def configured(path, check_interval=0):
     return ClassroomRoster(config=c)
 
 
-
-
 @pytest.fixture
 def course_and_csv(write_file):
     csv = write_file("students.csv", "username\nalice\nbob\n")
-    course = write_file("courses.yaml", "courses:\n  - id: ds101\n    rosters: [{file: students.csv}]\n")
+    course = write_file(
+        "courses.yaml", "courses:\n  - id: ds101\n    rosters: [{file: students.csv}]\n"
+    )
     return course, csv
 
 
@@ -43,7 +43,9 @@ async def test_unchanged_files_are_not_read_again(course_and_csv):
     assert await roster.current() is first
 
 
-async def test_check_interval_limits_how_often_files_are_looked_at(course_and_csv, rewrite_file):
+async def test_check_interval_limits_how_often_files_are_looked_at(
+    course_and_csv, rewrite_file
+):
     course, csv = course_and_csv
     roster = configured(course, check_interval=3600)
     first = await roster.current()
@@ -53,10 +55,14 @@ async def test_check_interval_limits_how_often_files_are_looked_at(course_and_cs
     # once the interval has passed, the change is picked up
     roster._state.checked_at -= 3600
     now = await roster.current()
-    assert now is not first and now.is_enrolled("carol") and not now.is_enrolled("alice")
+    assert (
+        now is not first and now.is_enrolled("carol") and not now.is_enrolled("alice")
+    )
 
 
-async def test_broken_roster_keeps_the_last_good_one(course_and_csv, caplog, rewrite_file):
+async def test_broken_roster_keeps_the_last_good_one(
+    course_and_csv, caplog, rewrite_file
+):
     course, csv = course_and_csv
     roster = configured(course)
     good = await roster.current()
@@ -100,7 +106,9 @@ async def test_broken_course_file_keeps_the_last_good_one(course_and_csv, rewrit
 
 
 async def test_broken_roster_at_start_is_an_error(write_file):
-    course = write_file("courses.yaml", "courses:\n  - id: ds101\n    students: [ok, 'not ok']\n")
+    course = write_file(
+        "courses.yaml", "courses:\n  - id: ds101\n    students: [ok, 'not ok']\n"
+    )
     roster = configured(course)
     with pytest.raises(RosterError) as info:
         roster.load()
@@ -156,10 +164,13 @@ CANVAS = (
 )
 
 
-async def test_warnings_are_logged_once_per_change_of_the_files(write_file, rewrite_file, caplog):
+async def test_warnings_are_logged_once_per_change_of_the_files(
+    write_file, rewrite_file, caplog
+):
     export = write_file("canvas.csv", CANVAS)
     course = write_file(
-        "courses.yaml", "courses:\n  - id: ds101\n    rosters: [{file: canvas.csv, format: canvas}]\n"
+        "courses.yaml",
+        "courses:\n  - id: ds101\n    rosters: [{file: canvas.csv, format: canvas}]\n",
     )
     roster = configured(course)
     with caplog.at_level(logging.WARNING):
@@ -192,7 +203,8 @@ async def test_many_warnings_are_cut_in_the_log(write_file, caplog):
     rows = "".join(f'"Guest, {i}",{i},,,Lab A\n' for i in range(50))
     write_file("canvas.csv", CANVAS + rows)
     course = write_file(
-        "courses.yaml", "courses:\n  - id: ds101\n    rosters: [{file: canvas.csv, format: canvas}]\n"
+        "courses.yaml",
+        "courses:\n  - id: ds101\n    rosters: [{file: canvas.csv, format: canvas}]\n",
     )
     roster = configured(course)
     with caplog.at_level(logging.WARNING):
@@ -253,7 +265,9 @@ async def test_a_configmap_volume_update_is_picked_up(tmp_path):
     assert (await roster.current()).is_enrolled("alice")
     # same sizes and the same mtime: only the swap says the content is new
     mtime = os.stat(volume.path("students.csv")).st_mtime_ns
-    volume.publish({"courses.yaml": COURSES, "students.csv": "username\nbobby\n"}, mtime)
+    volume.publish(
+        {"courses.yaml": COURSES, "students.csv": "username\nbobby\n"}, mtime
+    )
     now = await roster.current()
     assert now.is_enrolled("bobby") and not now.is_enrolled("alice")
 
@@ -269,8 +283,12 @@ async def test_two_configmap_updates_between_checks_are_picked_up(tmp_path):
     os.utime(volume.path("courses.yaml"), ns=(mtime, mtime))
     roster = configured(volume.path("courses.yaml"), check_interval=3600)
     first = await roster.current()
-    volume.publish({"courses.yaml": COURSES, "students.csv": "username\nbobby\n"}, mtime)
-    volume.publish({"courses.yaml": COURSES, "students.csv": "username\ncarol\n"}, mtime)
+    volume.publish(
+        {"courses.yaml": COURSES, "students.csv": "username\nbobby\n"}, mtime
+    )
+    volume.publish(
+        {"courses.yaml": COURSES, "students.csv": "username\ncarol\n"}, mtime
+    )
     roster._state.checked_at -= 3600  # the next check is due
     now = await roster.current()
     assert now is not first
@@ -291,7 +309,11 @@ async def test_the_authenticator_admits_a_student_added_through_the_configmap(tm
     assert await auth.check_allowed("alice", {"name": "alice", "admin": None})
     assert not await auth.check_allowed("carol", {"name": "carol", "admin": None})
     # two updates before the next login (as in the test above)
-    volume.publish({"courses.yaml": COURSES, "students.csv": "username\nbobby\n"}, mtime)
-    volume.publish({"courses.yaml": COURSES, "students.csv": "username\ncarol\n"}, mtime)
+    volume.publish(
+        {"courses.yaml": COURSES, "students.csv": "username\nbobby\n"}, mtime
+    )
+    volume.publish(
+        {"courses.yaml": COURSES, "students.csv": "username\ncarol\n"}, mtime
+    )
     assert await auth.check_allowed("carol", {"name": "carol", "admin": None})
     assert not await auth.check_allowed("alice", {"name": "alice", "admin": None})

@@ -7,9 +7,7 @@ import pytest
 from classroom_spawner.roster import Role
 from classroom_spawner.roster.loader import load_roster
 
-CANVAS_HEADER = (
-    "Student,ID,SIS User ID,SIS Login ID,Section,Lab 1 (10231),Current Score,Final Score\n"
-)
+CANVAS_HEADER = "Student,ID,SIS User ID,SIS Login ID,Section,Lab 1 (10231),Current Score,Final Score\n"
 CANVAS_POINTS = "    Points Possible,,,,,10.00,(read only),(read only)\n"
 
 
@@ -24,7 +22,6 @@ def course_file(write_file, rosters_yaml="", extra=""):
             else ""
         ),
     )
-
 
 
 # -- plain CSV ---------------------------------------------------------------
@@ -66,7 +63,9 @@ def test_plain_csv_without_role_column_uses_the_entrys_role(write_file):
 
 def test_headerless_csv(write_file):
     write_file("r.csv", "alice,student\n\n# a comment\nbob,instructor\n")
-    roster = load_roster([course_file(write_file, "- file: r.csv\n  header: false\n")]).roster
+    roster = load_roster(
+        [course_file(write_file, "- file: r.csv\n  header: false\n")]
+    ).roster
     assert roster.memberships("bob")["ds101"] is Role.INSTRUCTOR
     assert roster.people == 2
 
@@ -85,9 +84,15 @@ def test_missing_login_names_file_and_line(write_file, roster_problems):
 
 
 def test_every_bad_row_is_reported_not_just_the_first(write_file, roster_problems):
-    path = write_file("r.csv", "username,role\n,student\nbob,wizard\ncarol,ta\nd/e,student\n")
+    path = write_file(
+        "r.csv", "username,role\n,student\nbob,wizard\ncarol,ta\nd/e,student\n"
+    )
     problems = roster_problems([course_file(write_file, "- file: r.csv\n")])
-    assert [p.split(": ")[0] for p in problems] == [f"{path}:2", f"{path}:3", f"{path}:5"]
+    assert [p.split(": ")[0] for p in problems] == [
+        f"{path}:2",
+        f"{path}:3",
+        f"{path}:5",
+    ]
 
 
 def test_line_numbers_count_multiline_quoted_fields(write_file, roster_problems):
@@ -162,18 +167,31 @@ def test_canvas_export_skips_points_possible_and_test_student(write_file):
             '"Student, Test",40299,,5f1c2a9e8d7b,Lecture 001,,,',
         ),
     )
-    roster = load_roster([course_file(write_file, "- file: canvas.csv\n  format: canvas\n")]).roster
-    assert roster.members("ds101") == {"ada@uni.edu": Role.STUDENT, "marie@uni.edu": Role.STUDENT}
+    roster = load_roster(
+        [course_file(write_file, "- file: canvas.csv\n  format: canvas\n")]
+    ).roster
+    assert roster.members("ds101") == {
+        "ada@uni.edu": Role.STUDENT,
+        "marie@uni.edu": Role.STUDENT,
+    }
 
 
 def test_canvas_export_login_column_is_configurable(write_file):
-    write_file("canvas.csv", canvas_export('"Lovelace, Ada",40211,U1001,ada@uni.edu,L1,9,90,90'))
+    write_file(
+        "canvas.csv",
+        canvas_export('"Lovelace, Ada",40211,U1001,ada@uni.edu,L1,9,90,90'),
+    )
     for column, expected in [("ID", "40211"), ("SIS User ID", "u1001")]:
-        cf = course_file(write_file, f"- file: canvas.csv\n  format: canvas\n  login_column: {column}\n")
+        cf = course_file(
+            write_file,
+            f"- file: canvas.csv\n  format: canvas\n  login_column: {column}\n",
+        )
         assert list(load_roster([cf]).roster.members("ds101")) == [expected]
 
 
-def test_canvas_row_without_login_is_skipped_with_a_warning_naming_the_student(write_file):
+def test_canvas_row_without_login_is_skipped_with_a_warning_naming_the_student(
+    write_file,
+):
     """People without an SIS login are common in Canvas exports: the rest of the
     export is read, and the row is a warning naming file:line and who (cut)."""
     long_name = "Hopper, Grace " + "B" * 500
@@ -186,7 +204,9 @@ def test_canvas_row_without_login_is_skipped_with_a_warning_naming_the_student(w
             '"Curie, Marie",40214,U1004,marie@uni.edu,L1,9,90,90',
         ),
     )
-    result = load_roster([course_file(write_file, "- file: canvas.csv\n  format: canvas\n")])
+    result = load_roster(
+        [course_file(write_file, "- file: canvas.csv\n  format: canvas\n")]
+    )
     assert sorted(result.roster.members("ds101")) == ["ada@uni.edu", "marie@uni.edu"]
     first, second = (str(w) for w in result.warnings)
     assert first == (
@@ -213,8 +233,13 @@ def test_canvas_section_filter(write_file):
             '"C, C",3,,c@uni.edu,Lab B and Lab A,,,',
         ),
     )
-    cf = course_file(write_file, "- file: canvas.csv\n  format: canvas\n  sections: [Lab A]\n")
-    assert sorted(load_roster([cf]).roster.members("ds101")) == ["a@uni.edu", "c@uni.edu"]
+    cf = course_file(
+        write_file, "- file: canvas.csv\n  format: canvas\n  sections: [Lab A]\n"
+    )
+    assert sorted(load_roster([cf]).roster.members("ds101")) == [
+        "a@uni.edu",
+        "c@uni.edu",
+    ]
 
 
 def test_canvas_sections_whose_names_have_and_or_a_comma(write_file):
@@ -229,9 +254,14 @@ def test_canvas_sections_whose_names_have_and_or_a_comma(write_file):
         ),
     )
     cf = course_file(
-        write_file, '- file: canvas.csv\n  format: canvas\n  sections: ["Smith, J.", Lab A and B]\n'
+        write_file,
+        '- file: canvas.csv\n  format: canvas\n  sections: ["Smith, J.", Lab A and B]\n',
     )
-    assert sorted(load_roster([cf]).roster.members("ds101")) == ["a@uni.edu", "b@uni.edu", "c@uni.edu"]
+    assert sorted(load_roster([cf]).roster.members("ds101")) == [
+        "a@uni.edu",
+        "b@uni.edu",
+        "c@uni.edu",
+    ]
 
 
 def test_a_section_filter_that_matches_no_one_is_a_warning_at_its_line(write_file):
@@ -244,7 +274,8 @@ def test_a_section_filter_that_matches_no_one_is_a_warning_at_its_line(write_fil
         ),
     )
     cf = course_file(
-        write_file, "- file: canvas.csv\n  format: canvas\n  sections:\n    - Lab A\n    - Lab  Z\n"
+        write_file,
+        "- file: canvas.csv\n  format: canvas\n  sections:\n    - Lab A\n    - Lab  Z\n",
     )
     result = load_roster([cf])
     assert sorted(result.roster.members("ds101")) == ["a@uni.edu", "b@uni.edu"]
@@ -256,13 +287,22 @@ def test_a_section_filter_that_matches_no_one_is_a_warning_at_its_line(write_fil
     )
 
 
-def test_a_section_filter_that_matches_nothing_at_all_lists_what_the_export_has(write_file):
+def test_a_section_filter_that_matches_nothing_at_all_lists_what_the_export_has(
+    write_file,
+):
     sections = [f"Section {i:02}" for i in range(12)]
     write_file(
         "canvas.csv",
-        canvas_export(*(f'"S, {i}",{i},,s{i}@uni.edu,{name},,,' for i, name in enumerate(sections))),
+        canvas_export(
+            *(
+                f'"S, {i}",{i},,s{i}@uni.edu,{name},,,'
+                for i, name in enumerate(sections)
+            )
+        ),
     )
-    cf = course_file(write_file, "- file: canvas.csv\n  format: canvas\n  sections: [Lecture 1]\n")
+    cf = course_file(
+        write_file, "- file: canvas.csv\n  format: canvas\n  sections: [Lecture 1]\n"
+    )
     result = load_roster([cf])
     assert result.roster.members("ds101") == {}
     (warning,) = (str(w) for w in result.warnings)
@@ -272,16 +312,20 @@ def test_a_section_filter_that_matches_nothing_at_all_lists_what_the_export_has(
 
 def test_a_section_filter_on_an_export_with_no_students(write_file):
     write_file("canvas.csv", canvas_export())
-    cf = course_file(write_file, "- file: canvas.csv\n  format: canvas\n  sections: [Lab A]\n")
-    (warning,) = (str(w) for w in load_roster([cf]).warnings)
-    assert warning.startswith(f"{cf}:7: section 'Lab A' matches no student") and warning.endswith(
-        "(it lists no students)"
+    cf = course_file(
+        write_file, "- file: canvas.csv\n  format: canvas\n  sections: [Lab A]\n"
     )
+    (warning,) = (str(w) for w in load_roster([cf]).warnings)
+    assert warning.startswith(
+        f"{cf}:7: section 'Lab A' matches no student"
+    ) and warning.endswith("(it lists no students)")
 
 
 def test_no_warnings_when_every_section_matches(write_file):
     write_file("canvas.csv", canvas_export('"A, A",1,,a@uni.edu,Lab A,,,'))
-    cf = course_file(write_file, "- file: canvas.csv\n  format: canvas\n  sections: [lab a]\n")
+    cf = course_file(
+        write_file, "- file: canvas.csv\n  format: canvas\n  sections: [lab a]\n"
+    )
     assert load_roster([cf]).warnings == ()
 
 
@@ -298,36 +342,45 @@ def test_canvas_export_with_staff_role_entry(write_file):
 def test_people_in_several_courses_with_different_roles(write_file):
     cf = write_file(
         "courses.yaml",
-        textwrap.dedent(
-            """\
+        textwrap.dedent("""\
         courses:
           - id: ds101
             students: [alice, Bob]
           - id: ds201
             tas: [alice]
             instructors: [carol]
-        """
-        ),
+        """),
     )
     roster = load_roster([cf]).roster
-    assert dict(roster.memberships("alice")) == {"ds101": Role.STUDENT, "ds201": Role.TA}
+    assert dict(roster.memberships("alice")) == {
+        "ds101": Role.STUDENT,
+        "ds201": Role.TA,
+    }
     assert dict(roster.memberships("BOB ")) == {"ds101": Role.STUDENT}
     assert roster.memberships("nobody") == {}
 
 
 def test_listed_twice_the_higher_role_wins(write_file):
     write_file("canvas.csv", canvas_export('"T, A",1,,ta@uni.edu,L1,,,'))
-    cf = course_file(write_file, "- file: canvas.csv\n  format: canvas\n", extra="tas: [TA@uni.edu]\n")
+    cf = course_file(
+        write_file,
+        "- file: canvas.csv\n  format: canvas\n",
+        extra="tas: [TA@uni.edu]\n",
+    )
     assert load_roster([cf]).roster.memberships("ta@uni.edu")["ds101"] is Role.TA
 
 
 @pytest.mark.parametrize("header", [True, False])
-def test_an_empty_csv_is_an_error_not_an_empty_class(write_file, header, roster_problems):
+def test_an_empty_csv_is_an_error_not_an_empty_class(
+    write_file, header, roster_problems
+):
     # a file caught half-written must not drop every student
     path = write_file("r.csv", "")
     extra = "" if header else "  header: false\n"
     problems = roster_problems([course_file(write_file, "- file: r.csv\n" + extra)])
-    assert problems == [f"{path}:1: empty file; a roster with nobody in it still needs its header line"]
+    assert problems == [
+        f"{path}:1: empty file; a roster with nobody in it still needs its header line"
+    ]
 
 
 def test_a_csv_with_only_its_header_is_an_empty_class(write_file):
@@ -342,9 +395,13 @@ def test_comment_lines_before_the_header_are_skipped(write_file):
     assert roster.memberships("alice")["ds101"] is Role.TA
 
 
-def test_a_missing_canvas_column_does_not_suggest_a_setting_that_does_not_exist(write_file, roster_problems):
+def test_a_missing_canvas_column_does_not_suggest_a_setting_that_does_not_exist(
+    write_file, roster_problems
+):
     path = write_file("g.csv", "Name,ID,SIS Login ID\n" + CANVAS_POINTS + "Ada,1,ada\n")
-    problems = roster_problems([course_file(write_file, "- file: g.csv\n  format: canvas\n")])
+    problems = roster_problems(
+        [course_file(write_file, "- file: g.csv\n  format: canvas\n")]
+    )
     assert problems and all(p.startswith(f"{path}:1: no ") for p in problems)
     assert "name_column" not in " ".join(problems)
     assert "is this the right file?" in problems[0]

@@ -12,7 +12,10 @@ from classroom_spawner.spawnqueue import shared_queue, shared_queues
 
 @pytest.fixture
 def config(write_file):
-    courses = write_file("courses.yaml", "courses:\n  - id: c1\n    title: C1\n    students: [ann, ben]\n")
+    courses = write_file(
+        "courses.yaml",
+        "courses:\n  - id: c1\n    title: C1\n    students: [ann, ben]\n",
+    )
     c = Config()
     c.ClassroomRoster.course_files = [courses]
     c.ClassroomSpawner.first_spawn_limit = 1
@@ -32,14 +35,18 @@ def empty_queues():
         assert queue.in_flight == 0 and queue.waiting == 0, queue.snapshot()
 
 
-async def test_the_first_spawn_slot_is_kept_while_the_spawn_waits_for_its_second_slot(config):
+async def test_the_first_spawn_slot_is_kept_while_the_spawn_waits_for_its_second_slot(
+    config,
+):
     spawner = await build_spawner(config, "ann")
     # somebody else holds the only slot for any spawn
     other = shared_queue("spawn", 1).enter("somebody")
     hook = asyncio.create_task(spawner.run_pre_spawn_hook())
     await asyncio.sleep(2.5)  # longer than a slot may be held once every slot is held
     first = shared_queue("first-spawn", 1)
-    assert [t.key for t in first.holders()] == ["ann"], "the first-spawn slot was given away"
+    assert [t.key for t in first.holders()] == [
+        "ann"
+    ], "the first-spawn slot was given away"
     assert not hook.done()
     other.release()
     await asyncio.wait_for(hook, 5)

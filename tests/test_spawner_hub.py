@@ -34,7 +34,9 @@ def make_lesson_repo(root):
     git("init", "-q", "-b", "main", cwd=work)
     git("config", "user.email", "prof@uni.example.edu", cwd=work)
     git("config", "user.name", "Prof", cwd=work)
-    (work / "01-intro.ipynb").write_text(json.dumps({"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+    (work / "01-intro.ipynb").write_text(
+        json.dumps({"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5})
+    )
     (work / "README.md").write_text("# DS101 lessons\n")
     git("add", ".", cwd=work)
     git("commit", "-q", "-m", "first lesson", cwd=work)
@@ -81,7 +83,9 @@ class CourseFile:
     def write(self, phys_students=PHYS210):
         before = os.stat(self.path).st_mtime_ns if self.path.exists() else 0
         self.path.write_text(
-            COURSES.format(lesson_url=self.lesson_url, phys_students=", ".join(phys_students))
+            COURSES.format(
+                lesson_url=self.lesson_url, phys_students=", ".join(phys_students)
+            )
         )
         # a second later, so that even a coarse clock shows the change
         os.utime(self.path, ns=(before + 2_000_000_000,) * 2)
@@ -105,14 +109,15 @@ def course_file(workdir):
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def k8s(workdir):
-    async with kube_process(workdir / "k8s", faults=Faults(provision_delay=0.5)) as standin:
+    async with kube_process(
+        workdir / "k8s", faults=Faults(provision_delay=0.5)
+    ) as standin:
         yield standin
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def hub(k8s, workdir, course_file):
-    config = textwrap.dedent(
-        f"""
+    config = textwrap.dedent(f"""
         c.JupyterHub.authenticator_class = "dummy"
         c.Authenticator.allow_all = True
         c.Authenticator.admin_users = {{"carol"}}
@@ -144,8 +149,7 @@ async def hub(k8s, workdir, course_file):
                 }},
             }}
         ]
-        """
-    )
+        """)
     async with HubProcess(
         config=config,
         workdir=workdir / "hub",
@@ -167,19 +171,26 @@ def log_in(hub_url, username):
     page = session.get(hub_url + "hub/login?next=/hub/home", timeout=30)
     form = parse_login_form(page.text, page.url)
     home = session.post(form.action, data=form.fill(username, "any"), timeout=30)
-    assert home.status_code == 200 and home.url.endswith("/hub/home"), (home.status_code, home.url)
+    assert home.status_code == 200 and home.url.endswith("/hub/home"), (
+        home.status_code,
+        home.url,
+    )
     return session
 
 
 async def spawn(hub, user, options, *, as_user=None):
     """POST /users/USER/server with OPTIONS as AS_USER (default: USER themself)."""
     token = hub.tokens[as_user or user]
-    return await hub.api("POST", f"users/{user}/server", json=options, token=token, raise_error=False)
+    return await hub.api(
+        "POST", f"users/{user}/server", json=options, token=token, raise_error=False
+    )
 
 
 async def pod_of(k8s, user):
     async with core_client(k8s.kubeconfig_path) as v1:
-        pods = await v1.list_namespaced_pod(NS, label_selector=f"hub.jupyter.org/username={user}")
+        pods = await v1.list_namespaced_pod(
+            NS, label_selector=f"hub.jupyter.org/username={user}"
+        )
         return pods.items[0] if pods.items else None
 
 
@@ -201,7 +212,9 @@ async def stop(hub, user):
     await hub.stop_server(user, timeout=120)
 
 
-LESSON_WARNING = "Lessons (error): extra: not synced: there is no branch or tag 'no-such-branch'"
+LESSON_WARNING = (
+    "Lessons (error): extra: not synced: there is no branch or tag 'no-such-branch'"
+)
 
 
 async def test_own_course_starts_with_its_image_volume_and_lessons(hub, k8s):
@@ -212,7 +225,11 @@ async def test_own_course_starts_with_its_image_volume_and_lessons(hub, k8s):
     assert pod.spec.containers[0].image == "example.org/ds101:1"
     assert [c.name for c in pod.spec.init_containers] == ["lesson-sync"]
     # the sync program came from the Secret the hub made, not from the pod spec
-    assert pod.spec.init_containers[0].command == ["python3", "-I", "/opt/classroom-lesson-sync/sync.py"]
+    assert pod.spec.init_containers[0].command == [
+        "python3",
+        "-I",
+        "/opt/classroom-lesson-sync/sync.py",
+    ]
     async with core_client(k8s.kubeconfig_path) as v1:
         secret = await v1.read_namespaced_secret(script_secret_name(), NS)
     assert secret.metadata.labels["app.kubernetes.io/component"] == "lesson-sync"
@@ -223,7 +240,9 @@ async def test_own_course_starts_with_its_image_volume_and_lessons(hub, k8s):
     # the lesson repo was cloned into the home before the server started
     assert os.path.isfile(os.path.join(home, "ds101-lessons", "01-intro.ipynb"))
     # and the real server serves it
-    r = await hub.fetch("user/alice/api/contents/ds101-lessons", token=hub.tokens["alice"])
+    r = await hub.fetch(
+        "user/alice/api/contents/ds101-lessons", token=hub.tokens["alice"]
+    )
     assert r.code == 200
     assert "01-intro.ipynb" in {item["name"] for item in r.json()["content"]}
     await stop(hub, "alice")
@@ -245,12 +264,16 @@ async def test_unlisted_choice_without_a_profile_key_is_refused(hub, k8s):
     assert await pod_of(k8s, "alice") is None
 
 
-async def test_admin_may_pick_any_course_for_a_student_and_any_profile_for_themself(hub, k8s):
+async def test_admin_may_pick_any_course_for_a_student_and_any_profile_for_themself(
+    hub, k8s
+):
     # carol (admin) starts alice's server with a course alice is not in
     r = await spawn(hub, "alice", {"profile": "phys210"}, as_user="carol")
     assert r.code in (201, 202), r.text
     await hub.wait_for_server("alice", timeout=180)
-    assert (await pod_of(k8s, "alice")).spec.containers[0].image == "example.org/phys210:1"
+    assert (await pod_of(k8s, "alice")).spec.containers[
+        0
+    ].image == "example.org/phys210:1"
     await stop(hub, "alice")
     # and her own server from an admin-only profile, with a listed choice
     r = await spawn(hub, "carol", {"profile": "admin-any", "image": "gpu"})
@@ -263,12 +286,21 @@ async def test_admin_may_pick_any_course_for_a_student_and_any_profile_for_thems
 @pytest.mark.parametrize(
     "options, message",
     [
-        ({"profile": "admin-any", "image": "tpu"}, "'tpu' is not one of the choices (base, gpu)"),
         (
-            {"profile": "admin-any", "image--unlisted-choice": "example.org/ok:1;rm -rf /"},
+            {"profile": "admin-any", "image": "tpu"},
+            "'tpu' is not one of the choices (base, gpu)",
+        ),
+        (
+            {
+                "profile": "admin-any",
+                "image--unlisted-choice": "example.org/ok:1;rm -rf /",
+            },
             "is not accepted",
         ),
-        ({"profile": "admin-any", "cpu_limit": 64}, "unknown server option 'cpu_limit'"),
+        (
+            {"profile": "admin-any", "cpu_limit": 64},
+            "unknown server option 'cpu_limit'",
+        ),
     ],
 )
 async def test_bad_choices_are_refused_even_for_admins(hub, k8s, options, message):
@@ -294,7 +326,9 @@ async def test_stale_saved_profile_falls_back_instead_of_failing(hub, k8s, cours
     with course_file.without_in_phys210("bob"):
         # a start without options (the "Start My Server" button) reuses the saved choice
         _, events = await spawn_and_follow(hub, "bob", None)
-        assert (await pod_of(k8s, "bob")).spec.containers[0].image == "example.org/ds101:1"
+        assert (await pod_of(k8s, "bob")).spec.containers[
+            0
+        ].image == "example.org/ds101:1"
         assert any(STALE_PHYS210 in e.get("message", "") for e in events), events
         await stop(hub, "bob")
         # but naming phys210 explicitly is refused
@@ -302,14 +336,16 @@ async def test_stale_saved_profile_falls_back_instead_of_failing(hub, k8s, cours
         assert r.code == 400
 
 
-STALE_PHYS210 = (
-    "Your last choice ('phys210') is not available to you any more; starting Data Science 101 instead."
-)
+STALE_PHYS210 = "Your last choice ('phys210') is not available to you any more; starting Data Science 101 instead."
 JUPYTERHUB_6 = int(jupyterhub.__version__.split(".")[0]) >= 6
 
 
-@pytest.mark.parametrize("body", [{}, {"display_name": "my server"}], ids=["empty", "display-name-only"])
-async def test_a_body_without_options_is_treated_the_way_jupyterhub_treats_it(hub, k8s, course_file, body):
+@pytest.mark.parametrize(
+    "body", [{}, {"display_name": "my server"}], ids=["empty", "display-name-only"]
+)
+async def test_a_body_without_options_is_treated_the_way_jupyterhub_treats_it(
+    hub, k8s, course_file, body
+):
     # dora's saved choice is phys210, which she has left
     r = await spawn(hub, "dora", {"profile": "phys210"})
     assert r.code in (201, 202), r.text
@@ -320,14 +356,18 @@ async def test_a_body_without_options_is_treated_the_way_jupyterhub_treats_it(hu
             # JupyterHub 6: neither body carries options, so the saved ones are used
             # and fall back; 5.x: {} is an explicit empty choice, the default profile
             _, events = await spawn_and_follow(hub, "dora", body)
-            assert (await pod_of(k8s, "dora")).spec.containers[0].image == "example.org/ds101:1"
+            assert (await pod_of(k8s, "dora")).spec.containers[
+                0
+            ].image == "example.org/ds101:1"
             notices = [e for e in events if STALE_PHYS210 in e.get("message", "")]
             assert len(notices) == (1 if JUPYTERHUB_6 else 0), events
             await stop(hub, "dora")
         else:
             # JupyterHub 5.x reads any JSON body as the options themselves
             r = await spawn(hub, "dora", body)
-            assert r.code == 400 and "unknown server option 'display_name'" in r.text, r.text
+            assert (
+                r.code == 400 and "unknown server option 'display_name'" in r.text
+            ), r.text
 
 
 async def test_the_spawn_form_and_query_submit_options_and_a_plain_visit_uses_the_saved_ones(
@@ -343,21 +383,29 @@ async def test_the_spawn_form_and_query_submit_options_and_a_plain_visit_uses_th
         session.post, hub.hub_url + "hub/spawn/fred",
         data={"_xsrf": session.cookies["_xsrf"], "profile": "phys210"}, allow_redirects=False, timeout=30,
     )  # fmt: skip
-    assert r.status_code == 400 and "profile &#39;phys210&#39; is not available to you" in r.text, r.text[:3000]
+    assert (
+        r.status_code == 400
+        and "profile &#39;phys210&#39; is not available to you" in r.text
+    ), r.text[:3000]
     # so does a query string
     assert await pod_of(k8s, "fred") is None
     # so does a query string (for dora, who has a form: JupyterHub starts a user without
     # one with the saved options when the query is refused)
     dora = await asyncio.to_thread(log_in, hub.hub_url, "dora")
     r = await asyncio.to_thread(
-        dora.get, hub.hub_url + "hub/spawn/dora?profile=secret101", allow_redirects=False, timeout=30
+        dora.get,
+        hub.hub_url + "hub/spawn/dora?profile=secret101",
+        allow_redirects=False,
+        timeout=30,
     )
     assert r.status_code == 400 and "profile &#39;secret101&#39; is not available to you" in r.text, (
         r.status_code, r.text[:2000],
     )  # fmt: skip
     assert await pod_of(k8s, "dora") is None
     # a plain visit of the spawn page starts the saved choice (only one course: no form)
-    r = await asyncio.to_thread(session.get, hub.hub_url + "hub/spawn/fred", allow_redirects=False, timeout=30)
+    r = await asyncio.to_thread(
+        session.get, hub.hub_url + "hub/spawn/fred", allow_redirects=False, timeout=30
+    )
     assert r.status_code == 302, (r.status_code, r.text[:2000])
     await hub.wait_for_server("fred", timeout=180)
     assert (await pod_of(k8s, "fred")).spec.containers[0].image == "example.org/ds101:1"
@@ -380,7 +428,12 @@ async def test_refused_options_leave_nothing_behind_that_changes_later_starts(hu
     await stop(hub, "erin")
     # refused: erin herself, then an admin who may start her server, plant bad options
     for as_user in ("erin", "carol"):
-        r = await spawn(hub, "erin", {"profile": "ds101", "image": "evil.org/miner:1"}, as_user=as_user)
+        r = await spawn(
+            hub,
+            "erin",
+            {"profile": "ds101", "image": "evil.org/miner:1"},
+            as_user=as_user,
+        )
         assert r.code == 400 and "unknown server option 'image'" in r.text, r.text
     # a plain start is the saved, good choice, with no notice of anything lost
     _, events = await spawn_and_follow(hub, "erin", None)
@@ -411,12 +464,15 @@ async def test_no_tracebacks_for_refused_spawns(hub):
         # HTTPError it relays to the user; 6.x knows policy rejections
         assert "Unhandled error starting" not in log
     assert "KeyError" not in log
-    assert "Refusing server options for alice: profile 'secret101' is not available" in log
+    assert (
+        "Refusing server options for alice: profile 'secret101' is not available" in log
+    )
 
 
-async def test_lesson_warnings_reach_the_spawn_page_without_kubernetes_events(k8s, workdir, course_file):
-    config = textwrap.dedent(
-        f"""
+async def test_lesson_warnings_reach_the_spawn_page_without_kubernetes_events(
+    k8s, workdir, course_file
+):
+    config = textwrap.dedent(f"""
         c.JupyterHub.authenticator_class = "dummy"
         c.Authenticator.allow_all = True
         c.JupyterHub.spawner_class = "classroom"
@@ -428,14 +484,18 @@ async def test_lesson_warnings_reach_the_spawn_page_without_kubernetes_events(k8
         c.KubeSpawner.http_timeout = 120
         c.KubeSpawner.events_enabled = False
         c.JupyterHub.tornado_settings = {{"slow_spawn_timeout": 0}}
-        """
-    )
+        """)
     async with HubProcess(
-        config=config, workdir=workdir / "hub-no-events", env={"KUBECONFIG": k8s.kubeconfig_path}, start_timeout=120
+        config=config,
+        workdir=workdir / "hub-no-events",
+        env={"KUBECONFIG": k8s.kubeconfig_path},
+        start_timeout=120,
     ) as quiet_hub:
         await quiet_hub.create_user("bob")
         token = await quiet_hub.user_token("bob")
-        r = await quiet_hub.api("POST", "users/bob/server", json={"profile": "ds101"}, token=token)
+        r = await quiet_hub.api(
+            "POST", "users/bob/server", json={"profile": "ds101"}, token=token
+        )
         assert r.code == 202, r.text
         events = await quiet_hub.progress("bob", token=token, timeout=180)
         assert events[-1].get("ready") is True, events[-3:]

@@ -18,7 +18,9 @@ courses:
 """
 
 
-async def test_one_selection_per_spawn_made_again_only_when_the_roster_changed(write_file, rewrite_file):
+async def test_one_selection_per_spawn_made_again_only_when_the_roster_changed(
+    write_file, rewrite_file
+):
     path = write_file("courses.yaml", COURSES.format(phys="ann"))
     c = Config()
     c.ClassroomRoster.course_files = [path]

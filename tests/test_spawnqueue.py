@@ -224,7 +224,9 @@ def test_limit_must_be_positive():
 
 async def test_a_larger_limit_lets_the_next_in_at_once_and_is_reported():
     seen = []
-    queue = SpawnQueue(limit=1, on_change=lambda q: seen.append((len(q.holders()), len(q.waiters()))))
+    queue = SpawnQueue(
+        limit=1, on_change=lambda q: seen.append((len(q.holders()), len(q.waiters())))
+    )
     tickets = [queue.enter(f"u{i}") for i in range(4)]
     seen.clear()
     queue.resize(3)
@@ -263,7 +265,9 @@ async def test_admission_goes_through_two_queues_in_order_and_first_come_first_s
     b = asyncio.create_task(spawn("b"))
     await asyncio.sleep(0.01)
     # a holds the first queue's slot and waits in the second; b waits in the first
-    assert [t.key for t in first.holders()] == ["a"] and [t.key for t in first.waiters()] == ["b"]
+    assert [t.key for t in first.holders()] == ["a"] and [
+        t.key for t in first.waiters()
+    ] == ["b"]
     assert [t.key for t in second.waiters()] == ["a"]
     blocker.release()
     admitted_a = await a
@@ -272,7 +276,12 @@ async def test_admission_goes_through_two_queues_in_order_and_first_come_first_s
     admitted_b = await b
     assert order == ["a", "b"]
     admitted_b.release()
-    assert (first.in_flight, first.waiting, second.in_flight, second.waiting) == (0, 0, 0, 0)
+    assert (first.in_flight, first.waiting, second.in_flight, second.waiting) == (
+        0,
+        0,
+        0,
+        0,
+    )
 
 
 async def test_the_safety_timer_runs_only_once_every_slot_is_held():
@@ -311,10 +320,17 @@ async def test_a_cancelled_admission_holds_nothing_wherever_it_was(where):
         with pytest.raises(asyncio.CancelledError):
             await task
     assert not admission.held and admission.over
-    assert "a" not in [t.key for q in (first, second) for t in q.holders() + q.waiters()]
+    assert "a" not in [
+        t.key for q in (first, second) for t in q.holders() + q.waiters()
+    ]
     for ticket in holders:
         ticket.release()
-    assert (first.in_flight, first.waiting, second.in_flight, second.waiting) == (0, 0, 0, 0)
+    assert (first.in_flight, first.waiting, second.in_flight, second.waiting) == (
+        0,
+        0,
+        0,
+        0,
+    )
 
 
 async def test_release_from_outside_while_waiting_ends_the_wait():
@@ -335,7 +351,13 @@ async def test_the_deadline_ends_the_wait_with_nothing_held():
     first, second = SpawnQueue(limit=1), SpawnQueue(limit=1)
     blocker = second.enter("y")
     loop = asyncio.get_running_loop()
-    admission = Admission(needs(first, second), "a", deadline=loop.time() + 0.3, hold_for=60, clock=loop.time)
+    admission = Admission(
+        needs(first, second),
+        "a",
+        deadline=loop.time() + 0.3,
+        hold_for=60,
+        clock=loop.time,
+    )
     with pytest.raises(AdmissionTimeout):
         await drain(admission)
     assert not admission.held and first.in_flight == 0 and second.waiting == 0
@@ -360,7 +382,10 @@ async def test_admission_events_say_the_place_then_your_turn_and_late_followers_
         ticket.release()
         await asyncio.sleep(0.01)
     await task
-    assert events[-1] == {"progress": 3, "message": "It's your turn: setting up your server."}
+    assert events[-1] == {
+        "progress": 3,
+        "message": "It's your turn: setting up your server.",
+    }
     assert [e["progress"] for e in events] == [2] * (len(events) - 1) + [3]
     assert await asyncio.wait_for(follower, 1) == events
     admission.release()

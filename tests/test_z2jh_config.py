@@ -34,7 +34,9 @@ def test_defaults_are_the_charts_dynamic_storage_and_limits(write_file, z2jh_con
     assert c.KubeSpawner.storage_pvc_ensure is True
     assert c.KubeSpawner.storage_capacity == "10Gi"
     assert c.KubeSpawner.storage_access_modes == ["ReadWriteOnce"]
-    assert "pvc_name_template" not in c.KubeSpawner  # null in the chart: KubeSpawner's own
+    assert (
+        "pvc_name_template" not in c.KubeSpawner
+    )  # null in the chart: KubeSpawner's own
     assert c.KubeSpawner.volumes == {
         "home": {
             "name": "volume-{user_server}",
@@ -80,7 +82,9 @@ def test_dynamic_storage_settings(write_file, z2jh_config):
 def test_static_storage_mounts_one_claim_with_a_subpath_and_ensures_no_pvc(
     write_file, z2jh_config
 ):
-    values = {"singleuser": {"storage": {"type": "static", "static": {"pvcName": "home-nfs"}}}}
+    values = {
+        "singleuser": {"storage": {"type": "static", "static": {"pvcName": "home-nfs"}}}
+    }
     c = load(write_file, z2jh_config(values))
     assert "storage_pvc_ensure" not in c.KubeSpawner
     assert "storage_capacity" not in c.KubeSpawner
@@ -102,7 +106,11 @@ def test_no_storage_and_extra_volumes_as_lists_or_dicts(write_file, z2jh_config)
     mount = {"name": "shared", "mountPath": "/srv/shared", "readOnly": True}
     as_lists = {
         "singleuser": {
-            "storage": {"type": "none", "extraVolumes": [volume], "extraVolumeMounts": [mount]}
+            "storage": {
+                "type": "none",
+                "extraVolumes": [volume],
+                "extraVolumeMounts": [mount],
+            }
         }
     }
     c = load(write_file, z2jh_config(as_lists))
@@ -121,9 +129,15 @@ def test_no_storage_and_extra_volumes_as_lists_or_dicts(write_file, z2jh_config)
     c = load(write_file, z2jh_config(as_dicts))
     assert c.KubeSpawner.volumes == {"10-shared": volume}
     assert c.KubeSpawner.volume_mounts == {"10-shared": mount}
-    with pytest.raises(ChartValuesError, match=r"extraVolumes\[0\]: every entry needs a name"):
-        hub_config_text({"singleuser": {"storage": {"extraVolumes": [{"emptyDir": {}}]}}})
-    with pytest.raises(ChartValuesError, match="'nfs' is not one of dynamic, static, none"):
+    with pytest.raises(
+        ChartValuesError, match=r"extraVolumes\[0\]: every entry needs a name"
+    ):
+        hub_config_text(
+            {"singleuser": {"storage": {"extraVolumes": [{"emptyDir": {}}]}}}
+        )
+    with pytest.raises(
+        ChartValuesError, match="'nfs' is not one of dynamic, static, none"
+    ):
         hub_config_text({"singleuser": {"storage": {"type": "nfs"}}})
 
 
@@ -143,7 +157,15 @@ def test_cloud_metadata_block_is_appended_after_the_admins_init_containers(
     # a kubernetes_asyncio model, as the chart builds it
     assert type(block).__name__ == "V1Container"
     assert block.name == "block-cloud-metadata"
-    assert block.command == ["iptables", "-A", "OUTPUT", "-d", "169.254.1.1", "-j", "DROP"]
+    assert block.command == [
+        "iptables",
+        "-A",
+        "OUTPUT",
+        "-d",
+        "169.254.1.1",
+        "-j",
+        "DROP",
+    ]
     assert block.security_context.privileged is True
     assert block.security_context.capabilities.add == ["NET_ADMIN"]
     values["singleuser"]["cloudMetadata"]["blockWithIptables"] = False
@@ -156,7 +178,11 @@ def test_extra_files_are_one_secret_volume_with_subpath_mounts(write_file, z2jh_
         "singleuser": {
             "extraFiles": {
                 "motd": {"mountPath": "/etc/motd", "stringData": "hello"},
-                "settings": {"mountPath": "/etc/x/settings.json", "data": {}, "mode": 0o400},
+                "settings": {
+                    "mountPath": "/etc/x/settings.json",
+                    "data": {},
+                    "mode": 0o400,
+                },
             }
         }
     }
@@ -194,15 +220,25 @@ def test_idle_culler_service_and_role(write_file, z2jh_config):
     c = load(
         write_file,
         z2jh_config(
-            {"cull": {"users": True, "adminUsers": False, "timeout": 60, "maxAge": 7200}},
+            {
+                "cull": {
+                    "users": True,
+                    "adminUsers": False,
+                    "timeout": 60,
+                    "maxAge": 7200,
+                }
+            },
             culler_command=[sys.executable, "-m", "jupyterhub_idle_culler"],
         ),
     )
     (culler,) = listed(c.JupyterHub.services)
     assert culler["command"][0] == sys.executable
-    assert {"--timeout=60", "--cull-users", "--cull-admin-users=false", "--max-age=7200"} <= set(
-        culler["command"]
-    )
+    assert {
+        "--timeout=60",
+        "--cull-users",
+        "--cull-admin-users=false",
+        "--max-age=7200",
+    } <= set(culler["command"])
     assert "admin:users" in listed(c.JupyterHub.load_roles)[0]["scopes"]
     c = load(write_file, z2jh_config({"cull": {"enabled": False}}))
     assert "services" not in c.JupyterHub
@@ -211,7 +247,10 @@ def test_idle_culler_service_and_role(write_file, z2jh_config):
 def test_admin_config_comes_last_and_extra_config_in_key_order(write_file, z2jh_config):
     values = {
         "hub": {
-            "config": {"KubeSpawner": {"start_timeout": 600}, "JupyterHub": {"admin_access": True}},
+            "config": {
+                "KubeSpawner": {"start_timeout": 600},
+                "JupyterHub": {"admin_access": True},
+            },
             "extraConfig": {
                 "20-later": "c.KubeSpawner.start_timeout = 900",
                 "10-classroom": 'c.JupyterHub.spawner_class = "classroom"',
@@ -228,7 +267,13 @@ def test_admin_config_comes_last_and_extra_config_in_key_order(write_file, z2jh_
 
 
 def test_values_merge_like_helm(z2jh_config):
-    merged = merge_values({"singleuser": {"storage": {"dynamic": {"storageAccessModes": ["ReadWriteMany"]}}}})
+    merged = merge_values(
+        {
+            "singleuser": {
+                "storage": {"dynamic": {"storageAccessModes": ["ReadWriteMany"]}}
+            }
+        }
+    )
     # mappings merge key by key, lists are replaced
     assert merged["singleuser"]["storage"]["dynamic"] == {
         "storageClass": None,
@@ -237,7 +282,9 @@ def test_values_merge_like_helm(z2jh_config):
         "storageAccessModes": ["ReadWriteMany"],
     }
     assert merged["singleuser"]["storage"]["type"] == "dynamic"
-    with pytest.raises(ChartValuesError, match="singleuser.storage: expected a mapping"):
+    with pytest.raises(
+        ChartValuesError, match="singleuser.storage: expected a mapping"
+    ):
         merge_values({"singleuser": {"storage": "static"}})
 
 
@@ -281,16 +328,11 @@ def render(tmp_path, values, profile="ds101", user="ada"):
     courses = tmp_path / "courses.yaml"
     courses.write_text(COURSES)
     config = tmp_path / "jupyterhub_config.py"
-    config.write_text(
-        hub_config_text(values)
-        + textwrap.dedent(
-            f"""
+    config.write_text(hub_config_text(values) + textwrap.dedent(f"""
             # hub.extraConfig of a classroom-spawner admin
             c.JupyterHub.spawner_class = "classroom"
             c.ClassroomRoster.course_files = [{str(courses)!r}]
-            """
-        )
-    )
+            """))
     exe = os.path.join(os.path.dirname(sys.executable), "classroom-spawner")
     result = subprocess.run(
         [exe, "render", user, "--profile", profile, "--json", "-f", str(config)],
@@ -321,7 +363,7 @@ def test_render_dynamic_storage_gives_the_pvc_the_chart_mounts(tmp_path):
     docs = render(tmp_path, values_for("dynamic"))
     pvc, pod = docs["PersistentVolumeClaim"], docs["Pod"]
     assert pvc["spec"]["resources"]["requests"]["storage"] == "10Gi"
-    (home,) = [v for v in pod["spec"]["volumes"] if v.get("persistentVolumeClaim")]
+    (home,) = (v for v in pod["spec"]["volumes"] if v.get("persistentVolumeClaim"))
     assert home == {
         "name": "volume-ada",
         "persistentVolumeClaim": {"claimName": pvc["metadata"]["name"]},
@@ -335,7 +377,11 @@ def test_render_shared_or_no_storage_gives_no_pvc(tmp_path, kind):
     docs = render(tmp_path, values_for(kind))
     assert "PersistentVolumeClaim" not in docs
     volumes = docs["Pod"]["spec"].get("volumes") or []
-    claims = [v["persistentVolumeClaim"]["claimName"] for v in volumes if "persistentVolumeClaim" in v]
+    claims = [
+        v["persistentVolumeClaim"]["claimName"]
+        for v in volumes
+        if "persistentVolumeClaim" in v
+    ]
     assert claims == (["home-nfs"] if kind == "static" else [])
 
 
@@ -352,8 +398,14 @@ def test_render_lesson_sync_runs_after_the_metadata_block_and_the_admins_init_co
     pod = render(tmp_path, values_for(kind))["Pod"]
     assert init_names(pod) == ["prepare-home", "block-cloud-metadata", "lesson-sync"]
     sync = pod["spec"]["initContainers"][-1]
-    home = [m for m in pod["spec"]["containers"][0]["volumeMounts"] if m["mountPath"] == "/home/jovyan"]
-    assert sync["volumeMounts"][:1] == home  # then the sync program's own read-only mount
+    home = [
+        m
+        for m in pod["spec"]["containers"][0]["volumeMounts"]
+        if m["mountPath"] == "/home/jovyan"
+    ]
+    assert (
+        sync["volumeMounts"][:1] == home
+    )  # then the sync program's own read-only mount
 
 
 def test_render_no_storage_syncs_no_lessons_and_keeps_the_metadata_block(tmp_path):
@@ -368,7 +420,9 @@ def test_render_a_courses_volume_override_keeps_the_home_volume(tmp_path, kind):
     names = {v["name"] for v in pod["spec"]["volumes"]}
     home = "volume-ada" if kind == "dynamic" else "home"
     assert {home, "datasets"} <= names
-    mounts = {m["mountPath"]: m["name"] for m in pod["spec"]["containers"][0]["volumeMounts"]}
+    mounts = {
+        m["mountPath"]: m["name"] for m in pod["spec"]["containers"][0]["volumeMounts"]
+    }
     assert mounts == {"/home/jovyan": home, "/srv/datasets": "datasets"}
 
 

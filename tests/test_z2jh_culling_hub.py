@@ -74,7 +74,9 @@ async def first_spawns_admitted(hub):
     """How many spawns the first-spawn queue has let through (its wait histogram's count)."""
     r = await hub.fetch("/hub/metrics", token=hub.admin_token)
     match = re.search(
-        r'^classroom_spawn_queue_wait_seconds_count\{queue="first-spawn"\} (\S+)$', r.text, re.M
+        r'^classroom_spawn_queue_wait_seconds_count\{queue="first-spawn"\} (\S+)$',
+        r.text,
+        re.M,
     )
     return float(match.group(1)) if match else 0.0
 
@@ -94,13 +96,17 @@ async def wait_until_culled(hub, user, timeout=120):
         if not model["servers"]:
             return
         await asyncio.sleep(1)
-    raise AssertionError(f"{user}'s server was not culled within {timeout} s:\n{hub.read_log()[-4000:]}")
+    raise AssertionError(
+        f"{user}'s server was not culled within {timeout} s:\n{hub.read_log()[-4000:]}"
+    )
 
 
 async def test_the_culler_runs_as_the_chart_configures_it(hub):
     services = (await hub.api("GET", "services")).json()
     assert "jupyterhub-idle-culler" in services
-    assert services["jupyterhub-idle-culler"]["roles"] == ["jupyterhub-idle-culler"], services
+    assert services["jupyterhub-idle-culler"]["roles"] == [
+        "jupyterhub-idle-culler"
+    ], services
 
 
 async def test_a_culled_server_keeps_its_volume_and_comes_back_as_a_returning_user(hub):
@@ -114,7 +120,8 @@ async def test_a_culled_server_keeps_its_volume_and_comes_back_as_a_returning_us
     assert await claims(hub) == [claim]  # the volume stays
 
     await hub.start_server("ada", timeout=180)
-    assert await first_spawns_admitted(hub) == 1  # not a first spawn again: never queued
+    assert (
+        await first_spawns_admitted(hub) == 1
+    )  # not a first spawn again: never queued
     assert await claims(hub) == [claim]
     await hub.stop_server("ada", timeout=120)
-

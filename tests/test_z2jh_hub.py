@@ -35,7 +35,9 @@ def lesson_repo(root):
     git("init", "-q", "-b", "main", cwd=work)
     git("config", "user.email", "prof@uni.example.edu", cwd=work)
     git("config", "user.name", "Prof", cwd=work)
-    (work / "01-intro.ipynb").write_text(json.dumps({"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+    (work / "01-intro.ipynb").write_text(
+        json.dumps({"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5})
+    )
     git("add", ".", cwd=work)
     git("commit", "-q", "-m", "first lesson", cwd=work)
     bare = root / "lessons.git"
@@ -75,7 +77,9 @@ def workdir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def course_file(workdir):
     path = workdir / "courses.yaml"
-    path.write_text(COURSES.format(lessons=lesson_repo(workdir), students=", ".join(STUDENTS)))
+    path.write_text(
+        COURSES.format(lessons=lesson_repo(workdir), students=", ".join(STUDENTS))
+    )
     return path
 
 
@@ -85,7 +89,9 @@ async def k8s(workdir):
     present = ["example.org/ds101:1", "example.org/phys210:1", "example.org/tools:1"]
     faults = Faults(provision_delay=0.5, image_pull_delay=30)
     async with kube_process(
-        workdir / "k8s", faults=faults, kubelet=KubeletConfig(singleuser="light", present_images=present)
+        workdir / "k8s",
+        faults=faults,
+        kubelet=KubeletConfig(singleuser="light", present_images=present),
     ) as cluster:
         async with core_client(cluster.kubeconfig_path) as v1:
             # the admin's NFS claim for storage.type static, bound before the hub starts
@@ -95,11 +101,16 @@ async def k8s(workdir):
                     "apiVersion": "v1",
                     "kind": "PersistentVolumeClaim",
                     "metadata": {"name": SHARED_CLAIM},
-                    "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "1Gi"}}},
+                    "spec": {
+                        "accessModes": ["ReadWriteMany"],
+                        "resources": {"requests": {"storage": "1Gi"}},
+                    },
                 },
             )
             for _ in range(200):
-                claim = await v1.read_namespaced_persistent_volume_claim(SHARED_CLAIM, NS)
+                claim = await v1.read_namespaced_persistent_volume_claim(
+                    SHARED_CLAIM, NS
+                )
                 if claim.status.phase == "Bound":
                     break
                 await asyncio.sleep(0.05)
@@ -112,8 +123,14 @@ def values(storage):
     storage_values = {"type": storage, "capacity": "1Gi"}
     home_mount = {"name": "volume-{user_server}", "mountPath": "/home/jovyan"}
     if storage == "static":
-        storage_values["static"] = {"pvcName": SHARED_CLAIM}  # subPath: "{username}" by default
-        home_mount = {"name": "home", "mountPath": "/home/jovyan", "subPath": "{username}"}
+        storage_values["static"] = {
+            "pvcName": SHARED_CLAIM
+        }  # subPath: "{username}" by default
+        home_mount = {
+            "name": "home",
+            "mountPath": "/home/jovyan",
+            "subPath": "{username}",
+        }
     return {
         # hub.concurrentSpawnLimit stays the chart's 64, hub.consecutiveFailureLimit its 5
         "singleuser": {
@@ -152,11 +169,13 @@ async def start_hub(k8s, workdir, course_file, z2jh_config, storage, extra=""):
             c.ClassroomRoster.course_files = [{str(course_file)!r}]
             c.ClassroomRoster.check_interval = 0
             c.KubeSpawner.http_timeout = 60
-            """
-        + extra,
+            """ + extra,
     )
     hub = HubProcess(
-        config=config, workdir=workdir / f"hub-{storage}", env={"KUBECONFIG": k8s.kubeconfig_path}, start_timeout=120
+        config=config,
+        workdir=workdir / f"hub-{storage}",
+        env={"KUBECONFIG": k8s.kubeconfig_path},
+        start_timeout=120,
     )
     await hub.start()
     users = STUDENTS + REFUSED + ["holder", "nobody"]
@@ -189,26 +208,41 @@ async def disk_hub(k8s, workdir, course_file, z2jh_config):
 
 async def pod_of(k8s, user):
     async with core_client(k8s.kubeconfig_path) as v1:
-        pods = await v1.list_namespaced_pod(NS, label_selector=f"hub.jupyter.org/username={user}")
+        pods = await v1.list_namespaced_pod(
+            NS, label_selector=f"hub.jupyter.org/username={user}"
+        )
         return pods.items[0] if pods.items else None
 
 
 async def claims(k8s):
     async with core_client(k8s.kubeconfig_path) as v1:
-        return {c.metadata.name: c for c in (await v1.list_namespaced_persistent_volume_claim(NS)).items}
+        return {
+            c.metadata.name: c
+            for c in (await v1.list_namespaced_persistent_volume_claim(NS)).items
+        }
 
 
 async def queued(hub, queue):
     """How many spawns a queue has let through (its wait histogram's count)."""
     r = await hub.fetch("/hub/metrics", token=hub.admin_token)
-    found = re.search(rf'^classroom_spawn_queue_wait_seconds_count\{{queue="{queue}"\}} (\S+)$', r.text, re.M)
+    found = re.search(
+        rf'^classroom_spawn_queue_wait_seconds_count\{{queue="{queue}"\}} (\S+)$',
+        r.text,
+        re.M,
+    )
     return float(found.group(1)) if found else 0.0
 
 
 async def refusal(hub, name, body):
     """The message of a refused start: in the answer, or (the chart's hub answers at once,
     slow_spawn_timeout 0) as the spawn's last progress event."""
-    r = await hub.api("POST", f"users/{name}/server", json=body, token=hub.tokens[name], raise_error=False)
+    r = await hub.api(
+        "POST",
+        f"users/{name}/server",
+        json=body,
+        token=hub.tokens[name],
+        raise_error=False,
+    )
     if r.code >= 400:
         return r.text
     assert r.code in (201, 202), r.text  # 201: the spawn has already failed
@@ -217,11 +251,17 @@ async def refusal(hub, name, body):
     return events[-1]["message"]
 
 
-async def test_shared_home_no_claim_of_ones_own_lessons_in_the_students_folder(nfs_hub, k8s):
+async def test_shared_home_no_claim_of_ones_own_lessons_in_the_students_folder(
+    nfs_hub, k8s
+):
     await nfs_hub.start_server("ada", options={"profile": "ds101"}, timeout=120)
     pod = await pod_of(k8s, "ada")
     assert [c.name for c in pod.spec.init_containers] == ["prepare-home", "lesson-sync"]
-    (home,) = [m for m in pod.spec.containers[0].volume_mounts if m.mount_path == "/home/jovyan"]
+    (home,) = (
+        m
+        for m in pod.spec.containers[0].volume_mounts
+        if m.mount_path == "/home/jovyan"
+    )
     assert home.sub_path == "ada"
     # no claim-ada: the shared claim is the only one
     assert set(await claims(k8s)) == {SHARED_CLAIM}
@@ -234,12 +274,23 @@ async def test_shared_home_no_claim_of_ones_own_lessons_in_the_students_folder(n
     await nfs_hub.stop_server("ada")
 
 
-async def test_twenty_refusals_in_a_row_leave_the_hub_and_the_queue_as_they_were(nfs_hub, k8s):
+async def test_twenty_refusals_in_a_row_leave_the_hub_and_the_queue_as_they_were(
+    nfs_hub, k8s
+):
     # the holder's start (a slow image pull) holds the only spawn slot meanwhile
-    r = await nfs_hub.api("POST", "users/holder/server", json={"profile": "slow"}, token=nfs_hub.tokens["holder"])
+    r = await nfs_hub.api(
+        "POST",
+        "users/holder/server",
+        json={"profile": "slow"},
+        token=nfs_hub.tokens["holder"],
+    )
     assert r.code == 202, r.text
     for _ in range(100):
-        state = (await nfs_hub.api("GET", "classroom/spawn-queue")).json()["queues"].get("spawn", {})
+        state = (
+            (await nfs_hub.api("GET", "classroom/spawn-queue"))
+            .json()["queues"]
+            .get("spawn", {})
+        )
         if state.get("in_flight"):
             break
         await asyncio.sleep(0.1)
@@ -263,23 +314,32 @@ async def test_twenty_refusals_in_a_row_leave_the_hub_and_the_queue_as_they_were
         assert expected in message, (kind, message)
     # the hub did not give up (Z2JH's consecutiveFailureLimit is 5) ...
     log = nfs_hub.read_log()
-    assert "consecutive spawn failures" not in log and "consecutive spawns failed" not in log
+    assert (
+        "consecutive spawn failures" not in log
+        and "consecutive spawns failed" not in log
+    )
     assert nfs_hub.running
     # ... and the line it holds is the same: the holder still has its slot and gets its server
-    state = (await nfs_hub.api("GET", "classroom/spawn-queue")).json()["queues"]["spawn"]
+    state = (await nfs_hub.api("GET", "classroom/spawn-queue")).json()["queues"][
+        "spawn"
+    ]
     assert [h["user"] for h in state["holders"]] == ["holder"], state
     await nfs_hub.wait_for_server("holder", timeout=120)
     await nfs_hub.stop_server("holder")
 
 
-async def test_a_disk_per_student_first_spawn_in_line_and_course_volumes_kept_with_the_home(disk_hub, k8s):
+async def test_a_disk_per_student_first_spawn_in_line_and_course_volumes_kept_with_the_home(
+    disk_hub, k8s
+):
     await disk_hub.start_server("bo", options={"profile": "phys210"}, timeout=120)
     pod = await pod_of(k8s, "bo")
     volumes = {v.name: v for v in pod.spec.volumes}
     assert volumes["volume-bo"].persistent_volume_claim.claim_name == "claim-bo"
     assert "datasets" in volumes
     mounts = {m.mount_path: m.name for m in pod.spec.containers[0].volume_mounts}
-    assert mounts["/home/jovyan"] == "volume-bo" and mounts["/srv/datasets"] == "datasets"
+    assert (
+        mounts["/home/jovyan"] == "volume-bo" and mounts["/srv/datasets"] == "datasets"
+    )
     assert "claim-bo" in await claims(k8s)
     assert await queued(disk_hub, "first-spawn") == 1
     await disk_hub.stop_server("bo")

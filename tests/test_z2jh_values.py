@@ -1,5 +1,6 @@
 """The example Zero to JupyterHub values files (examples/z2jh/) use only keys the chart
-documents, only traits our classes have, and give the hub config docs/z2jh.md describes."""
+documents, only traits our classes have, and give the hub config docs/z2jh.md describes.
+"""
 
 import fnmatch
 import os
@@ -249,7 +250,13 @@ def test_hub_config_names_real_traits(name):
 
     classes = {
         cls.__name__: cls
-        for cls in (JupyterHub, KubeSpawner, ClassroomOAuthenticator, ClassroomRoster, ClassroomSpawner)
+        for cls in (
+            JupyterHub,
+            KubeSpawner,
+            ClassroomOAuthenticator,
+            ClassroomRoster,
+            ClassroomSpawner,
+        )
     }
     for section, traits in load_values(name)["hub"]["config"].items():
         configurable = classes[section].class_traits(config=True)
@@ -269,9 +276,13 @@ def test_the_examples_give_the_hub_config_the_docs_describe(write_file):
     assert dynamic.KubeSpawner.storage_class == "standard-rwo"
     assert dynamic.ClassroomSpawner.first_spawn_limit == 20
 
-    nfs = load_hub_config(write_file("nfs.py", hub_config_text(load_values("values-nfs-home.yaml"))))
+    nfs = load_hub_config(
+        write_file("nfs.py", hub_config_text(load_values("values-nfs-home.yaml")))
+    )
     assert "storage_pvc_ensure" not in nfs.KubeSpawner
-    assert nfs.KubeSpawner.volumes["home"]["persistentVolumeClaim"] == {"claimName": "home-nfs"}
+    assert nfs.KubeSpawner.volumes["home"]["persistentVolumeClaim"] == {
+        "claimName": "home-nfs"
+    }
     assert nfs.KubeSpawner.volume_mounts["home"]["subPath"] == "{username}"
     assert set(nfs.KubeSpawner.volumes) == {"home", "shared-datasets"}
     owner, block = nfs.KubeSpawner.init_containers

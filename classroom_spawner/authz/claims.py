@@ -16,7 +16,8 @@ Everything here is pure: no hub, no I/O.
 from __future__ import annotations
 
 import re
-from typing import Any, Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
+from typing import Any
 
 from ..roster import Role, parse_role
 
@@ -44,7 +45,9 @@ def _parse_entry(group: str, value: Any) -> tuple[str, Role]:
             f" {{'course': ..., 'role': ...}} dict or a list of them, got {value!r}"
         )
     if not isinstance(course, str) or not course.strip():
-        raise ValueError(f"course_claim_groups[{group!r}]: the course id must be a non-empty string")
+        raise ValueError(
+            f"course_claim_groups[{group!r}]: the course id must be a non-empty string"
+        )
     return course.strip().lower(), role
 
 
@@ -56,7 +59,9 @@ def parse_claim_map(raw: Mapping[str, Any]) -> ClaimMap:
     parsed: ClaimMap = {}
     for group, value in raw.items():
         if not isinstance(group, str) or not group:
-            raise ValueError(f"course_claim_groups: provider group names must be strings, got {group!r}")
+            raise ValueError(
+                f"course_claim_groups: provider group names must be strings, got {group!r}"
+            )
         values = value if isinstance(value, (list, tuple)) else [value]
         if not values:
             raise ValueError(f"course_claim_groups[{group!r}]: empty list")
@@ -71,7 +76,9 @@ def compile_claim_pattern(pattern: str) -> re.Pattern | None:
     try:
         compiled = re.compile(pattern)
     except re.error as e:
-        raise ValueError(f"course_claim_pattern {pattern!r} is not a valid regular expression: {e}") from None
+        raise ValueError(
+            f"course_claim_pattern {pattern!r} is not a valid regular expression: {e}"
+        ) from None
     if "course" not in compiled.groupindex:
         raise ValueError(
             f"course_claim_pattern {pattern!r} needs a named group for the course id,"
@@ -125,7 +132,9 @@ def claimed_memberships(
 
     def add(course: str, role: Role, group: str) -> None:
         if course not in known_courses:
-            notes.append(f"provider group {group!r} names course {course!r}, which is not on the roster")
+            notes.append(
+                f"provider group {group!r} names course {course!r}, which is not on the roster"
+            )
             return
         if course not in claimed or role.rank > claimed[course].rank:
             claimed[course] = role

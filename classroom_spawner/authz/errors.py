@@ -29,7 +29,9 @@ def titled_error(status: int, message: str, title: str) -> web.HTTPError:
     """An HTTPError whose page shows ``message`` once, under the heading ``title``."""
     # as an argument, so a '%' in the message cannot break the formatting
     if not _SHOWS_JUPYTERHUB_MESSAGE:
-        return web.HTTPError(status, "%s", message)  # "403 : Forbidden", then the message
+        return web.HTTPError(
+            status, "%s", message
+        )  # "403 : Forbidden", then the message
     error = web.HTTPError(status, "%s", message, reason=title)
     error.jupyterhub_message = message
     return error
@@ -46,4 +48,6 @@ class RosterCallbackHandler(OAuthCallbackHandler):
                 raise
             message = e.log_message % e.args if e.args else e.log_message
             refused = message == self.authenticator.custom_403_message
-            raise titled_error(403, message, NOT_ON_A_ROSTER if refused else CANNOT_LOG_IN) from None
+            raise titled_error(
+                403, message, NOT_ON_A_ROSTER if refused else CANNOT_LOG_IN
+            ) from None

@@ -12,8 +12,8 @@ Everything here is pure: no hub, no I/O.
 from __future__ import annotations
 
 import string
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Iterable, Mapping
 
 from ..roster import Role
 
@@ -29,7 +29,9 @@ def render(template: str, what: str, **fields: str) -> str:
         return template.format(**fields)
     except (KeyError, IndexError, ValueError) as e:
         allowed = ", ".join("{%s}" % f for f in fields)
-        raise ValueError(f"{what} template {template!r} is invalid ({e!r}); it may use {allowed}") from None
+        raise ValueError(
+            f"{what} template {template!r} is invalid ({e!r}); it may use {allowed}"
+        ) from None
 
 
 def check_group_template(template: str, what: str, needs_role: bool) -> None:
@@ -60,15 +62,21 @@ class GroupNaming:
     nbgrader: bool = False
 
     def validate(self) -> None:
-        check_group_template(self.student_template, "student_group_template", needs_role=False)
-        check_group_template(self.staff_template, "staff_group_template", needs_role=True)
+        check_group_template(
+            self.student_template, "student_group_template", needs_role=False
+        )
+        check_group_template(
+            self.staff_template, "staff_group_template", needs_role=True
+        )
 
     def student_group(self, course: str) -> str:
         """The group of a course's students: the group staff roles are scoped to."""
         return render(self.student_template, "student_group_template", course=course)
 
     def staff_group(self, course: str, role: Role) -> str:
-        return render(self.staff_template, "staff_group_template", course=course, role=role.value)
+        return render(
+            self.staff_template, "staff_group_template", course=course, role=role.value
+        )
 
     def groups(self, course: str, role: Role) -> list[str]:
         """The groups of one membership."""

@@ -17,14 +17,26 @@ next to it (:mod:`.groups`, :mod:`.rbac`, :mod:`.claims`, :mod:`.state`).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import reduce
 from inspect import isawaitable
-from typing import Any, Mapping
+from typing import Any
 
 from tornado import web
 from tornado.httpclient import HTTPClientError
-from traitlets import Bool, Callable, Dict, HasTraits, Instance, Unicode, Union, default, observe, validate
+from traitlets import (
+    Bool,
+    Callable,
+    Dict,
+    HasTraits,
+    Instance,
+    Unicode,
+    Union,
+    default,
+    observe,
+    validate,
+)
 
 from ..jhcompat import mark_not_token_authenticated
 from ..queue_api import SpawnQueueAPIMixin
@@ -216,7 +228,12 @@ class RosterAuthenticatorMixin(SpawnQueueAPIMixin, HasTraits):
 
     @validate("student_group_template", "staff_group_template")
     def _validate_group_templates(self, proposal):
-        naming = GroupNaming(**{**self._naming_fields(), _NAMING_FIELD[proposal.trait.name]: proposal.value})
+        naming = GroupNaming(
+            **{
+                **self._naming_fields(),
+                _NAMING_FIELD[proposal.trait.name]: proposal.value,
+            }
+        )
         naming.validate()
         return proposal.value
 
@@ -382,7 +399,9 @@ class RosterAuthenticatorMixin(SpawnQueueAPIMixin, HasTraits):
                         " which is not on the roster"
                     )
         if self.manage_groups or self.manage_roles:
-            problems.extend(f"{cls}: {p}" for p in policy.naming.collisions(roster.courses))
+            problems.extend(
+                f"{cls}: {p}" for p in policy.naming.collisions(roster.courses)
+            )
         if self._uses_claims and not self.enable_auth_state:
             problems.append(
                 f"{cls}.course_claim_groups/course_claim_pattern need"
@@ -447,7 +466,11 @@ class RosterAuthenticatorMixin(SpawnQueueAPIMixin, HasTraits):
     def user_info_to_username(self, user_info):
         """The provider's username, or a clear error page if it sent none."""
         claim = self.username_claim
-        claim_name = getattr(claim, "__name__", "username_claim callable") if callable(claim) else claim
+        claim_name = (
+            getattr(claim, "__name__", "username_claim callable")
+            if callable(claim)
+            else claim
+        )
         try:
             username = super().user_info_to_username(user_info)
         except web.HTTPError:
@@ -456,7 +479,9 @@ class RosterAuthenticatorMixin(SpawnQueueAPIMixin, HasTraits):
             # OAuthenticator's "No <claim> found in ..." (already logged by it)
             username = None
         except Exception:
-            self.log.exception("Login failed: the username_claim %s raised an error", claim_name)
+            self.log.exception(
+                "Login failed: the username_claim %s raised an error", claim_name
+            )
             raise web.HTTPError(
                 500,
                 "The hub could not work out your username from your identity provider's"
@@ -465,7 +490,11 @@ class RosterAuthenticatorMixin(SpawnQueueAPIMixin, HasTraits):
         if isinstance(username, int) and not isinstance(username, bool):
             username = str(username)
         if not isinstance(username, str) or not username.strip():
-            present = sorted(user_info) if isinstance(user_info, Mapping) else type(user_info).__name__
+            present = (
+                sorted(user_info)
+                if isinstance(user_info, Mapping)
+                else type(user_info).__name__
+            )
             self.log.error(
                 "Login refused: the identity provider sent no usable %r claim (got %r)."
                 " Claims it sent: %s. Check username_claim and the requested scopes.",
@@ -488,11 +517,17 @@ class RosterAuthenticatorMixin(SpawnQueueAPIMixin, HasTraits):
             self._uses_claims
             or (
                 self.manage_groups
-                and (self.keep_provider_groups or self.admin_groups or self.allowed_groups)
+                and (
+                    self.keep_provider_groups
+                    or self.admin_groups
+                    or self.allowed_groups
+                )
             )
         )
 
-    async def get_provider_groups(self, auth_state: Mapping[str, Any] | None) -> set[str]:
+    async def get_provider_groups(
+        self, auth_state: Mapping[str, Any] | None
+    ) -> set[str]:
         """The group names the identity provider asserts, from auth_state.
 
         Read from :attr:`course_claim_key` (default: ``auth_state_groups_key``,
@@ -502,32 +537,53 @@ class RosterAuthenticatorMixin(SpawnQueueAPIMixin, HasTraits):
         """
         if not isinstance(auth_state, Mapping):
             return set()
-        key = self.course_claim_key or self.auth_state_groups_key or f"{self.user_auth_state_key}.groups"
+        key = (
+            self.course_claim_key
+            or self.auth_state_groups_key
+            or f"{self.user_auth_state_key}.groups"
+        )
         if callable(key):
             value = key(auth_state)
             if isawaitable(value):
                 value = await value
         else:
             try:
-                value = reduce(lambda d, k: d.get(k) if isinstance(d, Mapping) else None, key.split("."), auth_state)
+                value = reduce(
+                    lambda d, k: d.get(k) if isinstance(d, Mapping) else None,
+                    key.split("."),
+                    auth_state,
+                )
             except (AttributeError, TypeError):
                 value = None
         return set(provider_group_names(value))
 
-    async def _memberships(self, username: str, auth_state) -> tuple[Roster, dict, dict, set[str]]:
+    async def _memberships(
+        self, username: str, auth_state
+    ) -> tuple[Roster, dict, dict, set[str]]:
         """(roster, all memberships, claimed memberships, provider groups) for a user."""
         roster = await self.roster.current()
         rostered = roster.memberships(username)
-        provider = await self.get_provider_groups(auth_state) if self._needs_provider_groups() else set()
+        provider = (
+            await self.get_provider_groups(auth_state)
+            if self._needs_provider_groups()
+            else set()
+        )
         claimed: dict[str, Role] = {}
         if self._uses_claims:
             policy = self._policy
-            claimed, notes = claimed_memberships(provider, policy.claim_map, policy.claim_pattern, roster.courses)
+            claimed, notes = claimed_memberships(
+                provider, policy.claim_map, policy.claim_pattern, roster.courses
+            )
             for note in notes:
                 self.log.debug("%s: %s", username, note)
         return roster, merge_memberships(rostered, claimed), claimed, provider
 
-    def _groups(self, courses: Mapping[str, Role], provider: set[str], kept: set[str] = frozenset()) -> set[str]:
+    def _groups(
+        self,
+        courses: Mapping[str, Role],
+        provider: set[str],
+        kept: set[str] = frozenset(),
+    ) -> set[str]:
         groups = self._policy.naming.groups_for(courses) | set(kept)
         if self.keep_provider_groups:
             groups |= provider
@@ -535,7 +591,9 @@ class RosterAuthenticatorMixin(SpawnQueueAPIMixin, HasTraits):
             groups |= provider & (set(self.admin_groups) | set(self.allowed_groups))
         return groups
 
-    def _roles(self, courses: Mapping[str, Role], admin: bool, roster: Roster) -> list[dict]:
+    def _roles(
+        self, courses: Mapping[str, Role], admin: bool, roster: Roster
+    ) -> list[dict]:
         # the hub's own definition of the user role: its app if we have it, else its config
         hub = self.parent
         hub_config = self.config.get("JupyterHub", {})
@@ -560,7 +618,9 @@ class RosterAuthenticatorMixin(SpawnQueueAPIMixin, HasTraits):
         )
         return roles
 
-    async def _apply_roster(self, auth_model: dict, kept_groups: set[str] | None = None) -> dict:
+    async def _apply_roster(
+        self, auth_model: dict, kept_groups: set[str] | None = None
+    ) -> dict:
         """Put the user's courses in auth_state and their roles in the model.
 
         ``kept_groups``: for a refresh without auth_state, the user's current
@@ -570,13 +630,17 @@ class RosterAuthenticatorMixin(SpawnQueueAPIMixin, HasTraits):
         auth_state = auth_model.get("auth_state")
         if auth_state is None:
             auth_state = auth_model["auth_state"] = {}
-        roster, courses, claimed, provider = await self._memberships(username, auth_state)
+        roster, courses, claimed, provider = await self._memberships(
+            username, auth_state
+        )
         auth_state[AUTH_STATE_KEY] = build_payload(courses, claimed)
         if courses:
             self.log.debug(
                 "%s: %s",
                 username,
-                ", ".join(f"{course} ({role})" for course, role in sorted(courses.items())),
+                ", ".join(
+                    f"{course} ({role})" for course, role in sorted(courses.items())
+                ),
             )
         if self.manage_groups:
             groups = self._groups(courses, provider, kept_groups or set())
@@ -591,7 +655,9 @@ class RosterAuthenticatorMixin(SpawnQueueAPIMixin, HasTraits):
         return auth_model
 
     async def _courses_of(self, username: str, auth_model) -> Mapping[str, Role]:
-        auth_state = auth_model.get("auth_state") if isinstance(auth_model, Mapping) else None
+        auth_state = (
+            auth_model.get("auth_state") if isinstance(auth_model, Mapping) else None
+        )
         if isinstance(auth_state, Mapping) and AUTH_STATE_KEY in auth_state:
             return stored_courses(auth_state)
         return (await self.roster.current()).memberships(username)
@@ -610,7 +676,11 @@ class RosterAuthenticatorMixin(SpawnQueueAPIMixin, HasTraits):
         """The user's JupyterHub groups (with ``manage_groups``): one per course
         and role, from the memberships :meth:`update_auth_model` stored."""
         courses = stored_courses(auth_state)
-        provider = await self.get_provider_groups(auth_state) if self._needs_provider_groups() else set()
+        provider = (
+            await self.get_provider_groups(auth_state)
+            if self._needs_provider_groups()
+            else set()
+        )
         return self._groups(courses, provider)
 
     async def check_blocked_users(self, username, auth_model):
@@ -624,7 +694,9 @@ class RosterAuthenticatorMixin(SpawnQueueAPIMixin, HasTraits):
             if auth_model.get("admin") or username in self.admin_users:
                 return True
             if not await self._courses_of(username, auth_model):
-                self.log.warning("%s is not on any course roster (require_rostered)", username)
+                self.log.warning(
+                    "%s is not on any course roster (require_rostered)", username
+                )
                 return False
         return True
 
@@ -659,7 +731,11 @@ class RosterAuthenticatorMixin(SpawnQueueAPIMixin, HasTraits):
         try:
             refreshed = await super().refresh_user(user, handler, **kwargs)
         except web.HTTPError as e:
-            self.log.warning("Cannot refresh auth for %s (%s): login required", user.name, e.log_message)
+            self.log.warning(
+                "Cannot refresh auth for %s (%s): login required",
+                user.name,
+                e.log_message,
+            )
             return False
         except (HTTPClientError, OSError, asyncio.TimeoutError) as e:
             self.log.warning(
@@ -702,7 +778,9 @@ class RosterAuthenticatorMixin(SpawnQueueAPIMixin, HasTraits):
             # in memory, and what was stored must never outlive a roster change.
             await self._apply_roster(auth_model)
         if not await self._still_allowed(user.name, auth_model):
-            self.log.warning("Ending the session of %s: no longer allowed (refresh)", user.name)
+            self.log.warning(
+                "Ending the session of %s: no longer allowed (refresh)", user.name
+            )
             await self._withdraw(user, auth_model)
             mark_not_token_authenticated(handler)
             return False
@@ -722,19 +800,35 @@ class RosterAuthenticatorMixin(SpawnQueueAPIMixin, HasTraits):
         try:
             roster = await self.roster.current()
             policy = self._policy
-            if self.manage_groups and "groups" in auth_model and hasattr(user, "sync_groups"):
+            if (
+                self.manage_groups
+                and "groups" in auth_model
+                and hasattr(user, "sync_groups")
+            ):
                 current = {g.name for g in user.groups}
-                keep = current & set(auth_model["groups"]) - policy.naming.all_groups(roster.courses)
+                keep = current & set(auth_model["groups"]) - policy.naming.all_groups(
+                    roster.courses
+                )
                 if keep != current:
                     user.sync_groups(sorted(keep))
-            if self.manage_roles and "roles" in auth_model and hasattr(user, "sync_roles"):
+            if (
+                self.manage_roles
+                and "roles" in auth_model
+                and hasattr(user, "sync_roles")
+            ):
                 current = {r.name for r in user.roles}
                 staff = rbac.all_staff_role_names(roster.courses, policy.role_template)
-                keep = [r for r in auth_model["roles"] if r["name"] in current and r["name"] not in staff]
+                keep = [
+                    r
+                    for r in auth_model["roles"]
+                    if r["name"] in current and r["name"] not in staff
+                ]
                 if {r["name"] for r in keep} != current:
                     user.sync_roles(keep)
         except Exception:
-            self.log.exception("Could not remove the course groups and roles of %s", user.name)
+            self.log.exception(
+                "Could not remove the course groups and roles of %s", user.name
+            )
 
     async def _still_allowed(self, username: str, auth_model: dict) -> bool:
         not_blocked = self.check_blocked_users(username, auth_model)

@@ -23,7 +23,8 @@ are imported, read-only, for validation).
 from __future__ import annotations
 
 import re
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from ..roster import Course, Role
 from .groups import STAFF_ROLES, GroupNaming, render
@@ -74,14 +75,20 @@ def parse_staff_scopes(raw: Mapping[Any, Any]) -> dict[Role, tuple[str, ...]]:
         except ValueError as e:
             raise ValueError(f"staff_scopes: {e}") from None
         if not role.is_staff:
-            raise ValueError(f"staff_scopes[{key!r}]: only instructor and ta roles get scopes")
+            raise ValueError(
+                f"staff_scopes[{key!r}]: only instructor and ta roles get scopes"
+            )
         if isinstance(scopes, str) or not all(isinstance(s, str) for s in scopes):
             raise ValueError(f"staff_scopes[{key!r}] must be a list of scope strings")
         for scope in scopes:
-            rendered = render(scope, f"staff_scopes[{key!r}] scope", group="ds101", course="ds101")
+            rendered = render(
+                scope, f"staff_scopes[{key!r}] scope", group="ds101", course="ds101"
+            )
             base = rendered.split("!", 1)[0]
             if base not in scopes_known:
-                raise ValueError(f"staff_scopes[{key!r}]: {scope!r} is not a JupyterHub scope")
+                raise ValueError(
+                    f"staff_scopes[{key!r}]: {scope!r} is not a JupyterHub scope"
+                )
         result[role] = tuple(scopes)
     return result
 
@@ -89,7 +96,12 @@ def parse_staff_scopes(raw: Mapping[Any, Any]) -> dict[Role, tuple[str, ...]]:
 def risky_scopes(staff_scopes: Mapping[Role, Iterable[str]]) -> list[str]:
     """Configured scopes that let staff change group membership (worth a warning)."""
     return sorted(
-        {s for scopes in staff_scopes.values() for s in scopes if s.split("!", 1)[0] in _GROUP_WRITE_SCOPES}
+        {
+            s
+            for scopes in staff_scopes.values()
+            for s in scopes
+            if s.split("!", 1)[0] in _GROUP_WRITE_SCOPES
+        }
     )
 
 
@@ -132,7 +144,12 @@ def staff_role(
     """The role definition for one staff membership (no ``users`` key: the
     authenticator assigns it at login, JupyterHub's ``sync_roles`` keeps it)."""
     group = naming.student_group(course)
-    scopes = sorted({render(s, "staff scope", group=group, course=course) for s in staff_scopes[role]})
+    scopes = sorted(
+        {
+            render(s, "staff scope", group=group, course=course)
+            for s in staff_scopes[role]
+        }
+    )
     label = _ROLE_LABELS[role]
     what = f"{course} ({title})" if title and title != course else course
     return {
@@ -170,9 +187,15 @@ def staff_roles(
     return roles
 
 
-def all_staff_role_names(courses: Iterable[str], role_template: str = "{course}-{role}") -> set[str]:
+def all_staff_role_names(
+    courses: Iterable[str], role_template: str = "{course}-{role}"
+) -> set[str]:
     """The names of every staff role of these courses."""
-    return {role_name(course, role, role_template) for course in courses for role in STAFF_ROLES}
+    return {
+        role_name(course, role, role_template)
+        for course in courses
+        for role in STAFF_ROLES
+    }
 
 
 def all_staff_roles(
@@ -232,5 +255,11 @@ def default_role(
         spec["scopes"].extend(s for s in extra_user_scopes if s not in spec["scopes"])
     for override in load_roles or ():
         if isinstance(override, Mapping) and override.get("name") == name:
-            spec.update({k: override[k] for k in ("description", "scopes") if k in override})
-    return {"name": name, "description": spec.get("description"), "scopes": list(spec.get("scopes") or [])}
+            spec.update(
+                {k: override[k] for k in ("description", "scopes") if k in override}
+            )
+    return {
+        "name": name,
+        "description": spec.get("description"),
+        "scopes": list(spec.get("scopes") or []),
+    }

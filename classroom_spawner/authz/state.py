@@ -20,7 +20,8 @@ with ``c.Authenticator.enable_auth_state = True`` (and ``JUPYTERHUB_CRYPT_KEY``)
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from ..roster import Role, parse_role
 
@@ -28,11 +29,17 @@ from ..roster import Role, parse_role
 AUTH_STATE_KEY = "classroom"
 
 
-def build_payload(courses: Mapping[str, Role], claimed: Mapping[str, Role]) -> dict[str, Any]:
+def build_payload(
+    courses: Mapping[str, Role], claimed: Mapping[str, Role]
+) -> dict[str, Any]:
     """The JSON-serialisable payload stored under :data:`AUTH_STATE_KEY`."""
     return {
-        "courses": {course: Role(role).value for course, role in sorted(courses.items())},
-        "claimed": {course: Role(role).value for course, role in sorted(claimed.items())},
+        "courses": {
+            course: Role(role).value for course, role in sorted(courses.items())
+        },
+        "claimed": {
+            course: Role(role).value for course, role in sorted(claimed.items())
+        },
     }
 
 

@@ -43,12 +43,14 @@ DEFAULT_RESOURCES: dict[str, dict[str, str]] = {
     "limits": {"cpu": "1", "memory": "512Mi"},
 }
 
-_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_DNS_SUBDOMAIN = re.compile(
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+)
 _SECRET_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def sync_source() -> str:
     """The text of ``sync.py`` as installed (works from a wheel or a zip too)."""
     try:
@@ -61,7 +63,7 @@ def sync_source() -> str:
         return inspect.getsource(_sync)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def sync_script(minify: bool = True) -> str:
     """The program the container runs.
 
@@ -74,7 +76,9 @@ def sync_script(minify: bool = True) -> str:
         return source
     tree = ast.parse(source)
     for node in ast.walk(tree):
-        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+        if isinstance(
+            node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
+        ):
             body = node.body
             if (
                 body
@@ -94,7 +98,10 @@ def sync_script(minify: bool = True) -> str:
 SCRIPT_VOLUME = "lesson-sync-program"
 SCRIPT_DIR = "/opt/classroom-lesson-sync"
 SCRIPT_KEY = "sync.py"
-SCRIPT_LABELS = {"app.kubernetes.io/name": "classroom-spawner", "app.kubernetes.io/component": "lesson-sync"}
+SCRIPT_LABELS = {
+    "app.kubernetes.io/name": "classroom-spawner",
+    "app.kubernetes.io/component": "lesson-sync",
+}
 
 
 def script_secret_name() -> str:
@@ -116,7 +123,9 @@ def script_secret() -> dict[str, Any]:
         "kind": "Secret",
         "metadata": {"name": script_secret_name(), "labels": dict(SCRIPT_LABELS)},
         "type": "Opaque",
-        "data": {SCRIPT_KEY: base64.b64encode(sync_script().encode("utf-8")).decode("ascii")},
+        "data": {
+            SCRIPT_KEY: base64.b64encode(sync_script().encode("utf-8")).decode("ascii")
+        },
     }
 
 
@@ -193,7 +202,9 @@ def build_init_container(
         "env": env,
         "workingDir": home_mount_path,
         "volumeMounts": [mount],
-        "resources": _copy_resources(resources if resources is not None else DEFAULT_RESOURCES),
+        "resources": _copy_resources(
+            resources if resources is not None else DEFAULT_RESOURCES
+        ),
         "securityContext": security,
         "terminationMessagePath": TERMINATION_MESSAGE_PATH,
         "terminationMessagePolicy": "File",
@@ -213,15 +224,23 @@ def _check_args(image, uid, gid, home_mount_path, home_volume_name, timeout):
         raise ValueError("lesson sync image must be a non-empty image name")
     for label, value in (("uid", uid), ("gid", gid)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ValueError(f"lesson sync {label} must be a whole number >= 0, not {value!r}")
+            raise ValueError(
+                f"lesson sync {label} must be a whole number >= 0, not {value!r}"
+            )
     if not isinstance(home_mount_path, str) or not home_mount_path.startswith("/"):
         raise ValueError(f"home mount path must be absolute, not {home_mount_path!r}")
     if not isinstance(home_volume_name, str) or not _DNS_LABEL.match(home_volume_name):
-        raise ValueError(f"home volume name {home_volume_name!r} is not a valid volume name")
+        raise ValueError(
+            f"home volume name {home_volume_name!r} is not a valid volume name"
+        )
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-        raise ValueError(f"lesson sync timeout must be a number of seconds, not {timeout!r}")
+        raise ValueError(
+            f"lesson sync timeout must be a number of seconds, not {timeout!r}"
+        )
     if not 1 <= timeout <= MAX_TIMEOUT:
-        raise ValueError(f"lesson sync timeout must be between 1 and {MAX_TIMEOUT} seconds")
+        raise ValueError(
+            f"lesson sync timeout must be between 1 and {MAX_TIMEOUT} seconds"
+        )
 
 
 def sync_seconds(sync_timeout: float, start_timeout: float) -> float:
@@ -241,7 +260,9 @@ def _token_env(secret_name, secret_key, hosts, username) -> list[dict[str, Any]]
     if not secret_name:
         return []
     if not _DNS_SUBDOMAIN.match(secret_name) or len(secret_name) > 253:
-        raise ValueError(f"token secret name {secret_name!r} is not a valid Secret name")
+        raise ValueError(
+            f"token secret name {secret_name!r} is not a valid Secret name"
+        )
     if not _SECRET_KEY.match(secret_key or ""):
         raise ValueError(f"token secret key {secret_key!r} is not a valid Secret key")
     env: list[dict[str, Any]] = [
@@ -249,7 +270,11 @@ def _token_env(secret_name, secret_key, hosts, username) -> list[dict[str, Any]]
             "name": TOKEN_ENV,
             "valueFrom": {
                 # optional: a missing Secret must not keep the pod from starting
-                "secretKeyRef": {"name": secret_name, "key": secret_key, "optional": True}
+                "secretKeyRef": {
+                    "name": secret_name,
+                    "key": secret_key,
+                    "optional": True,
+                }
             },
         }
     ]

@@ -41,7 +41,9 @@ async def ensure_program_secret(api, namespace: str, *, timeout: float, log) -> 
 async def _create(api, namespace: str, timeout: float, log) -> bool:
     name = script_secret_name()
     try:
-        await asyncio.wait_for(api.create_namespaced_secret(namespace, script_secret()), timeout)
+        await asyncio.wait_for(
+            api.create_namespaced_secret(namespace, script_secret()), timeout
+        )
         log.info("Created Secret %s/%s (the lesson sync program)", namespace, name)
     except ApiException as e:
         if e.status == 409:  # there already

@@ -53,7 +53,9 @@ def browser_unavailable() -> str | None:
     try:
         import playwright.async_api  # noqa: F401
     except ImportError:
-        return "the Playwright Python package is not installed (pip install -e '.[test]')"
+        return (
+            "the Playwright Python package is not installed (pip install -e '.[test]')"
+        )
     if find_chromium() is None:
         where = os.environ.get(CHROMIUM_ENV)
         if where:
@@ -78,7 +80,10 @@ async def launch(playwright, executable_path: str | None = None, **kwargs):
     """Launch headless Chromium with the options this environment needs."""
     args = list(CHROMIUM_ARGS) + list(kwargs.pop("args", ()))
     return await playwright.chromium.launch(
-        executable_path=executable_path or find_chromium(), args=args, headless=True, **kwargs
+        executable_path=executable_path or find_chromium(),
+        args=args,
+        headless=True,
+        **kwargs,
     )
 
 
@@ -101,7 +106,9 @@ async def provider_sign_in(page, username: str, password: str, timeout: float = 
     await page.click("#submit")
 
 
-async def hub_sign_in(page, hub_url: str, username: str, password: str, next_url: str | None = "/hub/home"):
+async def hub_sign_in(
+    page, hub_url: str, username: str, password: str, next_url: str | None = "/hub/home"
+):
     """Log in through the hub's OAuth login and the provider's form.
 
     ``next_url``: where the hub sends the user afterwards (None: the hub's own
@@ -127,7 +134,9 @@ async def dismiss_news_question(page, timeout: float = 30_000):
     notified about official Jupyter news?" (asked once per user; the answer is
     saved in their settings). Returns False if the question did not come."""
     no = page.locator(".jp-toast-button, button").filter(has_text=re.compile(r"^No$"))
-    question = page.get_by_text("Would you like to get notified about official Jupyter news?")
+    question = page.get_by_text(
+        "Would you like to get notified about official Jupyter news?"
+    )
     try:
         await question.wait_for(timeout=timeout)
     except Exception:
@@ -152,7 +161,9 @@ async def widen_file_browser(page, width: int = 500):
 
 def file_item(page, name: str):
     """The file browser entry called exactly ``name``."""
-    return page.locator(".jp-DirListing-content .jp-DirListing-itemText").get_by_text(name, exact=True)
+    return page.locator(".jp-DirListing-content .jp-DirListing-itemText").get_by_text(
+        name, exact=True
+    )
 
 
 # ---------------------------------------------------------------- artefacts
@@ -185,5 +196,7 @@ class Screenshots:
 def artifacts_dir(repo_root, name: str) -> Path:
     """``<repo_root>/test-artifacts/<name>`` (``$CLASSROOM_TEST_ARTIFACTS`` replaces
     ``<repo_root>/test-artifacts``)."""
-    base = os.environ.get("CLASSROOM_TEST_ARTIFACTS") or os.path.join(repo_root, "test-artifacts")
+    base = os.environ.get("CLASSROOM_TEST_ARTIFACTS") or os.path.join(
+        repo_root, "test-artifacts"
+    )
     return Path(base) / name

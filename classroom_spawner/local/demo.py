@@ -125,7 +125,11 @@ def notebook(*cells) -> str:
             {
                 "cells": nb_cells,
                 "metadata": {
-                    "kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"},
+                    "kernelspec": {
+                        "display_name": "Python 3 (ipykernel)",
+                        "language": "python",
+                        "name": "python3",
+                    },
                     "language_info": {"name": "python"},
                 },
                 "nbformat": 4,
@@ -141,9 +145,15 @@ LESSONS = {
     "ds101-lessons": {
         "README.md": "# Data Science 101: lessons\n\nOpen `01-welcome.ipynb` to begin.\n",
         "01-welcome.ipynb": notebook(
-            ("markdown", "# Welcome to Data Science 101\n\nThis notebook came from the course's lesson repository."),
+            (
+                "markdown",
+                "# Welcome to Data Science 101\n\nThis notebook came from the course's lesson repository.",
+            ),
             ("code", "print('Hello, Data Science 101!')"),
-            ("markdown", "## Exercise 1\n\nWrite your answer in the cell below, then save (Ctrl+S)."),
+            (
+                "markdown",
+                "## Exercise 1\n\nWrite your answer in the cell below, then save (Ctrl+S).",
+            ),
             ("code", ""),
         ),
         "data/temperatures.csv": "city,jan,jul\nOslo,-4.3,16.4\nLisbon,11.6,23.1\nCairo,14.0,28.0\n",
@@ -152,7 +162,10 @@ LESSONS = {
         "README.md": "# Computational Physics: notebooks\n",
         "01-numerical-integration.ipynb": notebook(
             ("markdown", "# Numerical integration\n\nThe trapezoidal rule, by hand."),
-            ("code", "def trapezoid(f, a, b, n=100):\n    h = (b - a) / n\n    return h * (f(a) / 2 + sum(f(a + i * h) for i in range(1, n)) + f(b) / 2)"),
+            (
+                "code",
+                "def trapezoid(f, a, b, n=100):\n    h = (b - a) / n\n    return h * (f(a) / 2 + sum(f(a + i * h) for i in range(1, n)) + f(b) / 2)",
+            ),
         ),
     },
     "astro120-notebooks": {
@@ -172,8 +185,7 @@ def course_file_text(repos: dict[str, LessonRepo]) -> str:
     def people(course, role):
         return [a.username for a in ACCOUNTS if course in a.courses and a.role == role]
 
-    return textwrap.dedent(
-        f"""\
+    return textwrap.dedent(f"""\
         # The demo's course file (see docs/roster.md). Edit it while the demo runs:
         # the hub re-reads it within a few seconds.
         courses:
@@ -215,13 +227,16 @@ def course_file_text(repos: dict[str, LessonRepo]) -> str:
               - url: {repos['astro120-notebooks'].url}
                 target: astro120
             students: {people('astro120', 'student')}
-        """
-    )
+        """)
 
 
 def roster_csv() -> str:
     rows = ["username,role"]
-    rows += [f"{a.username},student" for a in ACCOUNTS if "phys210" in a.courses and a.role == "student"]
+    rows += [
+        f"{a.username},student"
+        for a in ACCOUNTS
+        if "phys210" in a.courses and a.role == "student"
+    ]
     return "\n".join(rows) + "\n"
 
 
@@ -237,12 +252,19 @@ _GIT_IDENTITY = [
 
 def git(*args, cwd) -> str:
     """Run git with a fixed identity, ignoring the user's global config."""
-    env = dict(os.environ, GIT_CONFIG_GLOBAL=os.devnull, GIT_CONFIG_NOSYSTEM="1", GIT_TERMINAL_PROMPT="0")
+    env = dict(
+        os.environ,
+        GIT_CONFIG_GLOBAL=os.devnull,
+        GIT_CONFIG_NOSYSTEM="1",
+        GIT_TERMINAL_PROMPT="0",
+    )
     result = subprocess.run(
         ["git", *_GIT_IDENTITY, *args], cwd=cwd, env=env, capture_output=True, text=True
     )
     if result.returncode != 0:
-        raise DemoError(f"git {' '.join(args)} failed in {cwd}:\n{result.stderr.strip()}")
+        raise DemoError(
+            f"git {' '.join(args)} failed in {cwd}:\n{result.stderr.strip()}"
+        )
     return result.stdout.strip()
 
 
@@ -270,7 +292,9 @@ def prepare_workdir(workdir: Path) -> None:
             )
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True)
-    (workdir / MARKER).write_text("made by `classroom-spawner demo`; recreated at every start\n")
+    (workdir / MARKER).write_text(
+        "made by `classroom-spawner demo`; recreated at every start\n"
+    )
 
 
 # ---------------------------------------------------------------- the demo
@@ -335,7 +359,9 @@ class Demo:
         return self.accounts[username]
 
     def students_of(self, course: str) -> list[str]:
-        return [a.username for a in ACCOUNTS if course in a.courses and a.role == "student"]
+        return [
+            a.username for a in ACCOUNTS if course in a.courses and a.role == "student"
+        ]
 
     def logins_table(self) -> str:
         rows = [("USERNAME", "PASSWORD", "ROLE", "COURSES")]
@@ -349,7 +375,10 @@ class Demo:
             rows.append((a.username, a.password, a.role, courses))
         widths = [max(len(r[i]) for r in rows) for i in range(3)]
         return "\n".join(
-            "  " + "  ".join(cell.ljust(w) for cell, w in zip(row[:3], widths)) + "  " + row[3]
+            "  "
+            + "  ".join(cell.ljust(w) for cell, w in zip(row[:3], widths))
+            + "  "
+            + row[3]
             for row in rows
         )
 
@@ -364,9 +393,12 @@ class Demo:
             self.logins_table(),
             "",
             "Courses (course file: " + rel(self.course_file) + "):",
-            "  ds101     Data Science 101         lessons: " + rel(self.repos["ds101-lessons"].work),
-            "  phys210   Computational Physics    lessons: " + rel(self.repos["phys210-notebooks"].work),
-            "  astro120  Observational Astronomy  lessons: " + rel(self.repos["astro120-notebooks"].work),
+            "  ds101     Data Science 101         lessons: "
+            + rel(self.repos["ds101-lessons"].work),
+            "  phys210   Computational Physics    lessons: "
+            + rel(self.repos["phys210-notebooks"].work),
+            "  astro120  Observational Astronomy  lessons: "
+            + rel(self.repos["astro120-notebooks"].work),
             "",
             "Students land in JupyterLab with their course's lessons. Instructors and TAs open",
             f"a student's server at {self.hub_url}user/<student>/lab (or from {self.hub_url}hub/admin).",
@@ -388,7 +420,11 @@ class Demo:
 
     def _workdir_arg(self) -> str:
         default = Path(DEFAULT_WORKDIR).absolute()
-        return "" if self.workdir == default else f" --workdir {self._display_path(self.workdir)}"
+        return (
+            ""
+            if self.workdir == default
+            else f" --workdir {self._display_path(self.workdir)}"
+        )
 
     def log_paths(self) -> list[Path]:
         return [
@@ -431,8 +467,7 @@ class Demo:
     # -- lifecycle ---------------------------------------------------------------------
 
     def _hub_config(self, oauth: dict) -> str:
-        return textwrap.dedent(
-            f"""
+        return textwrap.dedent(f"""
             # ---- the classroom demo (classroom_spawner.local.demo) ----
             import json
 
@@ -469,8 +504,7 @@ class Demo:
             c.JupyterHub.tornado_settings = {{"slow_spawn_timeout": 0}}
             # the stand-in removes every pod when the demo stops
             c.JupyterHub.cleanup_servers = False
-            """
-        )
+            """)
 
     async def start(self) -> Demo:
         if self.port and not port_is_free(self.ip, self.port):
@@ -487,7 +521,10 @@ class Demo:
             self.k8s = kube_process(
                 self.workdir / "k8s",
                 backend=self.kube,
-                faults=Faults(provision_delay=self.provision_delay, image_pull_delay=self.image_pull_delay),
+                faults=Faults(
+                    provision_delay=self.provision_delay,
+                    image_pull_delay=self.image_pull_delay,
+                ),
             )
             self._say(
                 "Starting the real Kubernetes control plane (docs/realkube.md) ..."
@@ -503,7 +540,11 @@ class Demo:
                     {
                         "username": a.username,
                         "password": a.password,
-                        "claims": {"name": a.name, "email": a.email, "email_verified": True},
+                        "claims": {
+                            "name": a.name,
+                            "email": a.email,
+                            "email_verified": True,
+                        },
                     }
                     for a in ACCOUNTS
                 ],
@@ -525,7 +566,9 @@ class Demo:
                 },
                 start_timeout=120,
             )
-            self.hub.config = self._hub_config(self.idp.oauthenticator_config(hub_url=self.hub.hub_url))
+            self.hub.config = self._hub_config(
+                self.idp.oauthenticator_config(hub_url=self.hub.hub_url)
+            )
             await self.hub.__aenter__()
         except BaseException:
             await self.stop()
@@ -616,14 +659,21 @@ def push_lesson_update(workdir, repo: str = "ds101-lessons") -> dict:
     (works while the demo runs, from another terminal)."""
     work = Path(workdir).absolute() / "lessons" / repo
     if not (work / ".git").is_dir():
-        raise DemoError(f"no demo lesson repository at {work}; is the demo running with this --workdir?")
-    count = int(git("rev-list", "--count", "HEAD", cwd=work))  # 1 before the first update
+        raise DemoError(
+            f"no demo lesson repository at {work}; is the demo running with this --workdir?"
+        )
+    count = int(
+        git("rev-list", "--count", "HEAD", cwd=work)
+    )  # 1 before the first update
     title = UPDATES[count - 1] if count - 1 < len(UPDATES) else f"Extra {count}"
     slug = title.lower().replace(" ", "-")
     added = f"{count + 1:02d}-{slug}.ipynb"
     (work / added).write_text(
         notebook(
-            ("markdown", f"# {title}\n\nNew in lesson update {count}: pushed by the instructor while the course runs."),
+            (
+                "markdown",
+                f"# {title}\n\nNew in lesson update {count}: pushed by the instructor while the course runs.",
+            ),
             ("code", f"print('{title}')"),
         )
     )
@@ -645,10 +695,21 @@ def push_lesson_update(workdir, repo: str = "ds101-lessons") -> dict:
     git("add", "-A", cwd=work)
     git("commit", "-q", "-m", f"Lesson update {count}: {title}", cwd=work)
     git("push", "-q", "origin", "HEAD:main", cwd=work)
-    return {"commit": git("rev-parse", "HEAD", cwd=work), "added": [added], "changed": changed}
+    return {
+        "commit": git("rev-parse", "HEAD", cwd=work),
+        "added": [added],
+        "changed": changed,
+    }
 
 
-def main(port=DEFAULT_PORT, workdir=DEFAULT_WORKDIR, push_update=False, out=None, kube=None, lms=False) -> int:
+def main(
+    port=DEFAULT_PORT,
+    workdir=DEFAULT_WORKDIR,
+    push_update=False,
+    out=None,
+    kube=None,
+    lms=False,
+) -> int:
     """What ``classroom-spawner demo`` runs."""
     out = out if out is not None else sys.stdout
     if push_update:
@@ -677,7 +738,12 @@ def main(port=DEFAULT_PORT, workdir=DEFAULT_WORKDIR, push_update=False, out=None
 
             from .lti.demo import LMSDemo
         except ImportError as e:
-            print(f"error: --lms needs jupyterhub-ltiauthenticator (pip install 'classroom-spawner[lti]'): {e}", file=sys.stderr)
+            print(
+                f"error: --lms needs jupyterhub-ltiauthenticator (pip install 'classroom-spawner[lti]'): {e}",
+                file=sys.stderr,
+            )
             return 1
-        return asyncio.run(LMSDemo(workdir, port=port, lms_port=port + 1, out=out, kube=kube).run())
+        return asyncio.run(
+            LMSDemo(workdir, port=port, lms_port=port + 1, out=out, kube=kube).run()
+        )
     return asyncio.run(Demo(workdir, port=port, out=out, kube=kube).run())

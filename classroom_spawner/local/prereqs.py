@@ -25,12 +25,17 @@ from .oidc import find_node_modules
 NPM_PACKAGES = {"oidc-provider": "^9.13.3", "configurable-http-proxy": "^5.3.0"}
 
 #: What the ``demo`` extra adds (Python modules the demo imports or runs).
-DEMO_MODULES = {"jupyterlab": "jupyterlab", "kubernetes_validate": "kubernetes-validate"}
+DEMO_MODULES = {
+    "jupyterlab": "jupyterlab",
+    "kubernetes_validate": "kubernetes-validate",
+}
 
 
 def npm_install_command() -> str:
     """The one command that installs the demo's Node packages into ./node_modules."""
-    return "npm install " + " ".join(f"'{name}@{spec}'" for name, spec in NPM_PACKAGES.items())
+    return "npm install " + " ".join(
+        f"'{name}@{spec}'" for name, spec in NPM_PACKAGES.items()
+    )
 
 
 def demo_problems() -> list[str]:
@@ -39,7 +44,9 @@ def demo_problems() -> list[str]:
     ``CLASSROOM_NODE``, ``CLASSROOM_NODE_MODULES`` and ``CLASSROOM_CHP``."""
     problems = []
     if shutil.which("git") is None:
-        problems.append("the demo needs `git` on PATH: install git (e.g. apt-get install git)")
+        problems.append(
+            "the demo needs `git` on PATH: install git (e.g. apt-get install git)"
+        )
     node = os.environ.get("CLASSROOM_NODE") or shutil.which("node")
     if not node:
         problems.append(
@@ -48,7 +55,10 @@ def demo_problems() -> list[str]:
         )
     npm_missing = []
     node_modules = find_node_modules()
-    if node_modules is None or not (node_modules / "oidc-provider" / "package.json").is_file():
+    if (
+        node_modules is None
+        or not (node_modules / "oidc-provider" / "package.json").is_file()
+    ):
         where = f" in {node_modules}" if node_modules is not None else ""
         npm_missing.append(
             f"oidc-provider (not found{where}; or set CLASSROOM_NODE_MODULES to a"
@@ -61,7 +71,11 @@ def demo_problems() -> list[str]:
             f"the demo's npm packages are missing: {'; '.join(npm_missing)}. Install them in"
             f" the directory you run the demo from: {npm_install_command()}"
         )
-    missing = [dist for module, dist in DEMO_MODULES.items() if importlib.util.find_spec(module) is None]
+    missing = [
+        dist
+        for module, dist in DEMO_MODULES.items()
+        if importlib.util.find_spec(module) is None
+    ]
     if not os.path.exists(os.path.join(bin_dir(), "jupyterhub-singleuser")):
         missing.append("jupyterhub")
     if missing:

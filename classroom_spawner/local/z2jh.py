@@ -83,7 +83,10 @@ DEFAULTS: dict[str, Any] = {
             "tag": CHART_VERSION,
         },
         "networkTools": {
-            "image": {"name": "quay.io/jupyterhub/k8s-network-tools", "tag": CHART_VERSION},
+            "image": {
+                "name": "quay.io/jupyterhub/k8s-network-tools",
+                "tag": CHART_VERSION,
+            },
             "resources": {},
         },
         "cloudMetadata": {"blockWithIptables": True, "ip": "169.254.169.254"},
@@ -203,7 +206,9 @@ def _keyed(entries: Any, where: str, mounts: bool) -> dict:
     if isinstance(entries, dict):
         return dict(entries)
     if not isinstance(entries, list):
-        raise ChartValuesError(f"{where}: expected a list or a mapping, got {entries!r}")
+        raise ChartValuesError(
+            f"{where}: expected a list or a mapping, got {entries!r}"
+        )
     keyed = {}
     for i, entry in enumerate(entries):
         if not isinstance(entry, dict) or not entry.get("name"):
@@ -249,7 +254,9 @@ def hub_config_text(
     """
     v = merge_values(values)
     w = _Writer()
-    w.raw(f"# Zero to JupyterHub {CHART_VERSION} hub config, by classroom_spawner.local.z2jh")
+    w.raw(
+        f"# Zero to JupyterHub {CHART_VERSION} hub config, by classroom_spawner.local.z2jh"
+    )
     w.raw("c = get_config()  # noqa")
 
     w.comment("the chart's fixed hub settings")
@@ -268,7 +275,9 @@ def hub_config_text(
         value = _get(v, f"hub.{key}")
         if value is not None:
             w.set(f"c.JupyterHub.{trait}", value)
-    w.set("c.KubeSpawner.common_labels", {"app": "jupyterhub", "heritage": "jupyterhub"})
+    w.set(
+        "c.KubeSpawner.common_labels", {"app": "jupyterhub", "heritage": "jupyterhub"}
+    )
     w.set("c.KubeSpawner.namespace", namespace)
     limit = _get(v, "hub.consecutiveFailureLimit")
     if limit is not None:
@@ -326,7 +335,11 @@ def _singleuser(w: _Writer, v: dict) -> None:
     purpose = _get(v, "scheduling.userPods.nodeAffinity.matchNodePurpose")
     term = {
         "matchExpressions": [
-            {"key": "hub.jupyter.org/node-purpose", "operator": "In", "values": ["user"]}
+            {
+                "key": "hub.jupyter.org/node-purpose",
+                "operator": "In",
+                "values": ["user"],
+            }
         ]
     }
     if purpose == "prefer":
@@ -370,7 +383,10 @@ def _storage(w: _Writer, v: dict) -> None:
             if value is not None:
                 w.set(f"c.KubeSpawner.{trait}", value)
         name = dynamic.get("volumeNameTemplate") or "volume-{user_server}"
-        volumes["home"] = {"name": name, "persistentVolumeClaim": {"claimName": "{pvc_name}"}}
+        volumes["home"] = {
+            "name": name,
+            "persistentVolumeClaim": {"claimName": "{pvc_name}"},
+        }
         mounts["home"] = {"name": name, "mountPath": home}
     elif kind == "static":
         static = storage.get("static") or {}
@@ -379,14 +395,23 @@ def _storage(w: _Writer, v: dict) -> None:
                 "singleuser.storage.static.pvcName: static storage needs the name of an"
                 " existing PersistentVolumeClaim"
             )
-        volumes["home"] = {"name": "home", "persistentVolumeClaim": {"claimName": static["pvcName"]}}
+        volumes["home"] = {
+            "name": "home",
+            "persistentVolumeClaim": {"claimName": static["pvcName"]},
+        }
         mount = {"name": "home", "mountPath": home}
         if static.get("subPath") is not None:
             mount["subPath"] = static["subPath"]
         mounts["home"] = mount
-    volumes.update(_keyed(storage.get("extraVolumes"), "singleuser.storage.extraVolumes", False))
+    volumes.update(
+        _keyed(storage.get("extraVolumes"), "singleuser.storage.extraVolumes", False)
+    )
     mounts.update(
-        _keyed(storage.get("extraVolumeMounts"), "singleuser.storage.extraVolumeMounts", True)
+        _keyed(
+            storage.get("extraVolumeMounts"),
+            "singleuser.storage.extraVolumeMounts",
+            True,
+        )
     )
     w.set("c.KubeSpawner.volumes", volumes)
     w.set("c.KubeSpawner.volume_mounts", mounts)
@@ -491,7 +516,9 @@ def _admin_config(w: _Writer, v: dict) -> None:
         w.comment("hub.config")
         for section, traits in config.items():
             if not isinstance(traits, dict):
-                raise ChartValuesError(f"hub.config.{section}: expected a mapping of traits")
+                raise ChartValuesError(
+                    f"hub.config.{section}: expected a mapping of traits"
+                )
             for trait, value in traits.items():
                 w.set(f"c.{section}.{trait}", value)
     extra = _get(v, "hub.extraConfig") or {}

@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from typing import ClassVar, Mapping
+from collections.abc import Mapping
+from typing import ClassVar
 
 from traitlets import Float, List, Unicode, Union, validate
 from traitlets.config import Config, LoggingConfigurable
@@ -143,7 +144,9 @@ class ClassroomRoster(LoggingConfigurable):
                 await self._reload_if_changed(state)
         return state.roster
 
-    def set_extra_members(self, source: str, members: Mapping[str, Mapping[str, Role]]) -> None:
+    def set_extra_members(
+        self, source: str, members: Mapping[str, Mapping[str, Role]]
+    ) -> None:
         """Members from a source that is not a file (``source``: e.g. ``"lms"``),
         ``{course_id: {username: Role}}``, added to the files' roster from now on
         (replacing what ``source`` gave before). Only courses of the files count."""
@@ -179,7 +182,9 @@ class ClassroomRoster(LoggingConfigurable):
             state.watched = dict(e.files)
             return
         except Exception:
-            self.log.exception("Unexpected error re-reading the roster; keeping the last good one")
+            self.log.exception(
+                "Unexpected error re-reading the roster; keeping the last good one"
+            )
             # as for a broken file: try again when the files change, not at every check
             state.watched = before
             return

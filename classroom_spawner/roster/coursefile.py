@@ -79,7 +79,10 @@ LESSON_KEYS = {"url", "ref", "target", "depth"}
 # roster entry keys that a format has no use for: an error, not silently ignored
 KEYS_NOT_FOR = {
     "csv": ("sections",),  # only Canvas exports have a Section column
-    "canvas": ("role_column", "header"),  # a gradebook has no role column, always a header
+    "canvas": (
+        "role_column",
+        "header",
+    ),  # a gradebook has no role column, always a header
 }
 
 SOURCE_KEYS = {
@@ -133,7 +136,9 @@ class _CourseFileReader:
 
     # -- generic node helpers -------------------------------------------------
 
-    def mapping(self, node: yaml.Node, what: str, known: set[str]) -> dict[str, yaml.Node] | None:
+    def mapping(
+        self, node: yaml.Node, what: str, known: set[str]
+    ) -> dict[str, yaml.Node] | None:
         if not isinstance(node, yaml.MappingNode):
             self.problem(node, f"{what} must be a mapping of keys to values")
             return None
@@ -142,7 +147,9 @@ class _CourseFileReader:
             key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
             if key not in known:
                 hint = ", ".join(sorted(known))
-                self.problem(key_node, f"unknown key {key!r} in {what} (known keys: {hint})")
+                self.problem(
+                    key_node, f"unknown key {key!r} in {what} (known keys: {hint})"
+                )
                 continue
             if key in out:
                 self.problem(key_node, f"duplicate key {key!r} in {what}")
@@ -158,7 +165,9 @@ class _CourseFileReader:
             return None
         return list(node.value)
 
-    def text(self, node: yaml.Node, what: str, *, allow_empty: bool = False) -> str | None:
+    def text(
+        self, node: yaml.Node, what: str, *, allow_empty: bool = False
+    ) -> str | None:
         if not isinstance(node, yaml.ScalarNode):
             self.problem(node, f"{what} must be a single value, not a list or mapping")
             return None
@@ -177,17 +186,28 @@ class _CourseFileReader:
 
     def number(self, node: yaml.Node, what: str) -> float | None:
         value = _construct(node) if isinstance(node, yaml.ScalarNode) else None
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
-            self.problem(node, f"{what} must be a positive number of CPUs, e.g. 0.5 or 2")
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not 0 < value < math.inf
+        ):
+            self.problem(
+                node, f"{what} must be a positive number of CPUs, e.g. 0.5 or 2"
+            )
             return None
         return float(value)
 
     def memory(self, node: yaml.Node, what: str) -> str | None:
         value = _construct(node) if isinstance(node, yaml.ScalarNode) else None
         text = str(value).strip() if value is not None else ""
-        if isinstance(value, bool) or not MEMORY_RE.match(text) or not memory_bytes(text):
+        if (
+            isinstance(value, bool)
+            or not MEMORY_RE.match(text)
+            or not memory_bytes(text)
+        ):
             self.problem(
-                node, f"{what} {text or value!r} is not a memory size like 512M, 1.5G or 2G"
+                node,
+                f"{what} {text or value!r} is not a memory size like 512M, 1.5G or 2G",
             )
             return None
         return text
@@ -206,7 +226,9 @@ class _CourseFileReader:
             self.problems.add(self.path, None, f"not valid YAML: {e}")
             return []
         if root is None:
-            self.problems.add(self.path, 1, "empty course file; expected a 'courses:' list")
+            self.problems.add(
+                self.path, 1, "empty course file; expected a 'courses:' list"
+            )
             return []
         top = self.mapping(root, "the course file", {"courses"})
         if top is None:
@@ -309,20 +331,32 @@ class _CourseFileReader:
                     node,
                     f"{what} contains the control character {match.group()!r}"
                     f" (as character {match.start() + 1})"
-                    + ("" if allowed else " (a title or image is one line of plain text)"),
+                    + (
+                        ""
+                        if allowed
+                        else " (a title or image is one line of plain text)"
+                    ),
                 )
                 return False
         return True
 
-    def check_guarantees(self, fields: dict[str, yaml.Node], kwargs: dict[str, Any]) -> bool:
+    def check_guarantees(
+        self, fields: dict[str, yaml.Node], kwargs: dict[str, Any]
+    ) -> bool:
         ok = True
         cpu_g, cpu_l = kwargs.get("cpu_guarantee"), kwargs.get("cpu_limit")
         if cpu_g and cpu_l and cpu_g > cpu_l:
-            self.problem(fields["cpu_guarantee"], f"cpu_guarantee {cpu_g:g} is above cpu_limit {cpu_l:g}")
+            self.problem(
+                fields["cpu_guarantee"],
+                f"cpu_guarantee {cpu_g:g} is above cpu_limit {cpu_l:g}",
+            )
             ok = False
         mem_g, mem_l = kwargs.get("mem_guarantee"), kwargs.get("mem_limit")
         if mem_g and mem_l and memory_bytes(mem_g) > memory_bytes(mem_l):
-            self.problem(fields["mem_guarantee"], f"mem_guarantee {mem_g} is above mem_limit {mem_l}")
+            self.problem(
+                fields["mem_guarantee"],
+                f"mem_guarantee {mem_g} is above mem_limit {mem_l}",
+            )
             ok = False
         return ok
 
@@ -387,7 +421,11 @@ class _CourseFileReader:
             clash = _overlapping(target, targets)
             if clash is not None:
                 other, other_line = clash
-                how = "is already used" if other == target else f"overlaps {other!r}, used"
+                how = (
+                    "is already used"
+                    if other == target
+                    else f"overlaps {other!r}, used"
+                )
                 self.problem(
                     fields.get("target", fields["url"]),
                     f"lesson target folder {target!r} {how} by the repo on line {other_line}",
@@ -402,7 +440,10 @@ class _CourseFileReader:
         if node is None:
             return {}
         if not isinstance(node, yaml.MappingNode):
-            self.problem(node, "kubespawner_override must be a mapping of KubeSpawner trait names to values")
+            self.problem(
+                node,
+                "kubespawner_override must be a mapping of KubeSpawner trait names to values",
+            )
             return None
         override = _construct(node)
         ok = True
@@ -427,7 +468,9 @@ class _CourseFileReader:
             if text is None:
                 return None
             if len(text) > 255:
-                self.problem(item, "an LMS context id is at most 255 characters (LTI 1.3)")
+                self.problem(
+                    item, "an LMS context id is at most 255 characters (LTI 1.3)"
+                )
                 return None
             if text in contexts:
                 self.problem(item, f"LMS context id {text!r} is listed twice")
@@ -459,15 +502,25 @@ class _CourseFileReader:
             return None
         kwargs: dict[str, Any] = {}
         ok = True
-        fmt = self.text(fields["format"], "roster format") if "format" in fields else "csv"
+        fmt = (
+            self.text(fields["format"], "roster format")
+            if "format" in fields
+            else "csv"
+        )
         if fmt is not None:
             fmt = fmt.lower()
             if fmt not in FORMATS:
-                self.problem(fields["format"], f"unknown roster format {fmt!r}; expected one of: {', '.join(FORMATS)}")
+                self.problem(
+                    fields["format"],
+                    f"unknown roster format {fmt!r}; expected one of: {', '.join(FORMATS)}",
+                )
                 ok = False
             for key in KEYS_NOT_FOR.get(fmt, ()):
                 if key in fields:
-                    self.problem(fields[key], f"'{key}' does not apply to format {fmt} (it would be ignored)")
+                    self.problem(
+                        fields[key],
+                        f"'{key}' does not apply to format {fmt} (it would be ignored)",
+                    )
                     ok = False
         for key in ("login_column", "role_column", "add_domain"):
             if key in fields:
@@ -485,7 +538,10 @@ class _CourseFileReader:
             if value is True or (isinstance(value, str) and value.strip()):
                 kwargs["strip_domain"] = value if value is True else value.strip()
             elif value not in (False, None):
-                self.problem(fields["strip_domain"], "strip_domain must be true or a domain such as uni.edu")
+                self.problem(
+                    fields["strip_domain"],
+                    "strip_domain must be true or a domain such as uni.edu",
+                )
                 ok = False
         if "header" in fields:
             value = _construct(fields["header"])
@@ -517,7 +573,11 @@ class _CourseFileReader:
 def _overlapping(target: str, taken: dict[str, int]) -> tuple[str, int] | None:
     """A folder already taken that is ``target``, inside it, or contains it."""
     for other, line in taken.items():
-        if target == other or target.startswith(other + "/") or other.startswith(target + "/"):
+        if (
+            target == other
+            or target.startswith(other + "/")
+            or other.startswith(target + "/")
+        ):
             return other, line
     return None
 
@@ -528,6 +588,8 @@ def memory_bytes(text: str) -> float:
     return float(text[:-1]) * units[text[-1]]
 
 
-def read_course_file(path: str, data: bytes, problems: ProblemCollector) -> list[CourseEntry]:
+def read_course_file(
+    path: str, data: bytes, problems: ProblemCollector
+) -> list[CourseEntry]:
     """Parse a course file's bytes. Problems go to ``problems``; good courses are returned."""
     return _CourseFileReader(path, problems).read(data)

@@ -12,8 +12,8 @@ import csv
 import functools
 import io
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 from .errors import ProblemCollector, shown
 from .model import Role, normalize_username, parse_role
@@ -78,7 +78,9 @@ def check_username(name: str) -> str | None:
     if not name:
         return "empty login"
     if "/" in name:
-        return f"login {name!r} contains '/', which JupyterHub does not allow in usernames"
+        return (
+            f"login {name!r} contains '/', which JupyterHub does not allow in usernames"
+        )
     if _BAD_USERNAME_CHARS.search(name):
         return f"login {name!r} contains whitespace or control characters"
     return None
@@ -124,7 +126,11 @@ def read_source(
 
 
 def _column_index(
-    header: list[str], wanted: str, source: RosterSource, problems: ProblemCollector, what: str
+    header: list[str],
+    wanted: str,
+    source: RosterSource,
+    problems: ProblemCollector,
+    what: str,
 ) -> int | None:
     folded = [h.strip().lower() for h in header]
     try:
@@ -147,14 +153,20 @@ def _column_index(
 def _is_skipped(row: list[str]) -> bool:
     """A comment line (first cell starts with ``#``) or a blank one."""
     first = row[0].strip() if row else ""
-    return first.startswith("#") or (not first and not any(cell.strip() for cell in row))
+    return first.startswith("#") or (
+        not first and not any(cell.strip() for cell in row)
+    )
 
 
 def _read_plain(source: RosterSource, text: str, problems: ProblemCollector):
     if not text.strip():
         # most likely a file caught half-written; a course with nobody in it yet
         # still has its header line (or a comment)
-        problems.add(source.path, 1, "empty file; a roster with nobody in it still needs its header line")
+        problems.add(
+            source.path,
+            1,
+            "empty file; a roster with nobody in it still needs its header line",
+        )
         return
     rows = (item for item in _rows(text) if not _is_skipped(item[1]))
     if source.header:
@@ -163,12 +175,16 @@ def _read_plain(source: RosterSource, text: str, problems: ProblemCollector):
             problems.add(source.path, 1, "no header line, only comments")
             return
         _, header = first
-        login_col = _column_index(header, source.login_column or "username", source, problems, "login")
+        login_col = _column_index(
+            header, source.login_column or "username", source, problems, "login"
+        )
         if login_col is None:
             return
         role_col = None
         if source.role_column:
-            role_col = _column_index(header, source.role_column, source, problems, "role")
+            role_col = _column_index(
+                header, source.role_column, source, problems, "role"
+            )
             if role_col is None:
                 return
         elif "role" in [h.strip().lower() for h in header]:
@@ -177,7 +193,9 @@ def _read_plain(source: RosterSource, text: str, problems: ProblemCollector):
         login_col, role_col = 0, 1
     for line, row in rows:
         login = row[login_col] if login_col < len(row) else ""
-        role_text = row[role_col] if role_col is not None and role_col < len(row) else ""
+        role_text = (
+            row[role_col] if role_col is not None and role_col < len(row) else ""
+        )
         entry = _entry(source, line, login, role_text, problems)
         if entry:
             yield entry
@@ -192,7 +210,11 @@ def _read_canvas(source: RosterSource, text: str, problems: ProblemCollector):
     _, header = first
     name_col = _column_index(header, CANVAS_NAME_COLUMN, source, problems, "name")
     login_col = _column_index(
-        header, source.login_column or CANVAS_DEFAULT_LOGIN_COLUMN, source, problems, "login"
+        header,
+        source.login_column or CANVAS_DEFAULT_LOGIN_COLUMN,
+        source,
+        problems,
+        "login",
     )
     if name_col is None or login_col is None:
         return
@@ -244,7 +266,10 @@ def _read_canvas(source: RosterSource, text: str, problems: ProblemCollector):
 
 
 def _warn_unmatched_sections(
-    source: RosterSource, missing: set[str], cells: list[str], problems: ProblemCollector
+    source: RosterSource,
+    missing: set[str],
+    cells: list[str],
+    problems: ProblemCollector,
 ) -> None:
     """A ``sections`` entry that no one in the export is in: most likely a typo,
     or the wrong export; the course silently lacks those students otherwise."""
@@ -257,9 +282,9 @@ def _warn_unmatched_sections(
         has = f"its Section cells: {listed}"
     else:
         has = "it lists no students"
-    origins = list(source.section_origins) or [(source.origin or source.path, None)] * len(
-        source.sections or ()
-    )
+    origins = list(source.section_origins) or [
+        (source.origin or source.path, None)
+    ] * len(source.sections or ())
     for section, (path, line) in zip(source.sections or (), origins):
         if section.strip().lower() in missing:
             problems.warn(

@@ -50,7 +50,9 @@ class LoadResult:
     warnings: tuple[RosterProblem, ...] = ()
 
 
-def _read_bytes(path: str, problems: ProblemCollector, what: str, origin: str = "") -> bytes | None:
+def _read_bytes(
+    path: str, problems: ProblemCollector, what: str, origin: str = ""
+) -> bytes | None:
     try:
         with open(path, "rb") as f:
             return f.read()
@@ -78,7 +80,9 @@ def load_roster(course_files: list[str]) -> LoadResult:
             mine[course_id] = role
 
     if not course_files:
-        problems.add("ClassroomRoster.course_files", None, "no course file is configured")
+        problems.add(
+            "ClassroomRoster.course_files", None, "no course file is configured"
+        )
     for raw_path in course_files:
         path = os.path.abspath(raw_path)
         files[path] = fingerprint(path)
@@ -94,7 +98,14 @@ def load_roster(course_files: list[str]) -> LoadResult:
                     f"duplicate course id {course.id!r} (first defined at {courses[course.id].origin})",
                 )
                 continue
-            clash = next((c for c in courses.values() if set(c.lms_contexts) & set(course.lms_contexts)), None)
+            clash = next(
+                (
+                    c
+                    for c in courses.values()
+                    if set(c.lms_contexts) & set(course.lms_contexts)
+                ),
+                None,
+            )
             if clash is not None:
                 shared = sorted(set(clash.lms_contexts) & set(course.lms_contexts))
                 problems.add(
@@ -116,7 +127,9 @@ def load_roster(course_files: list[str]) -> LoadResult:
                     enrol(username, course.id, role)
     problems.raise_if_any(files)
     return LoadResult(
-        Roster(courses, enrolments, sources=list(files)), files, tuple(problems.warnings)
+        Roster(courses, enrolments, sources=list(files)),
+        files,
+        tuple(problems.warnings),
     )
 
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 import enum
 import functools
 from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 
 class Role(str, enum.Enum):
@@ -121,7 +122,9 @@ class Course:
     mem_guarantee: str | None = None
     mem_limit: str | None = None
     lessons: tuple[LessonRepo, ...] = ()
-    kubespawner_override: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    kubespawner_override: Mapping[str, Any] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
     # "file:line" of the course's definition, for error messages and `check`.
     origin: str = ""
     # LTI context ids of the LMS course pages that launch into this course
@@ -143,7 +146,9 @@ class Roster:
         sources: Iterable[str] = (),
     ):
         self._courses = MappingProxyType(dict(courses))
-        self._by_user = {user: MappingProxyType(dict(m)) for user, m in enrolments.items()}
+        self._by_user = {
+            user: MappingProxyType(dict(m)) for user, m in enrolments.items()
+        }
         self._sources = tuple(sources)
 
     @property

@@ -23,7 +23,11 @@ def _settings_class() -> type[HasTraits]:
     from kubespawner import KubeSpawner
 
     traits = KubeSpawner.class_traits(config=True)
-    return type("KubeSpawnerSettings", (HasTraits,), {n: copy.copy(t) for n, t in traits.items()})
+    return type(
+        "KubeSpawnerSettings",
+        (HasTraits,),
+        {n: copy.copy(t) for n, t in traits.items()},
+    )
 
 
 def override_problem(key: Any, value: Any) -> str | None:

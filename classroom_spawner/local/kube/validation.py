@@ -172,7 +172,7 @@ class _Schemas:
         return self._validators[kind]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _schemas(version):
     return _Schemas(version)
 
@@ -255,7 +255,7 @@ class Validator:
             for err in unknown:
                 parts = _error_parts(err)
                 extra = sorted(
-                    set(err.instance) - set((err.schema.get("properties") or {}))
+                    set(err.instance) - set(err.schema.get("properties") or {})
                 )
                 for n in extra:
                     names.append(field_path(parts + [n]))

@@ -60,11 +60,14 @@ class LaunchResult:
 
     def xsrf_token(self) -> str | None:
         """The hub's ``_xsrf`` cookie that API requests send (the most specific path
-        that ``/hub/api/`` is under; the hub may set others, e.g. for its login pages)."""
+        that ``/hub/api/`` is under; the hub may set others, e.g. for its login pages).
+        """
         best = None
         for cookie in self.session.cookies:
             path = cookie.path or "/"
-            if cookie.name == "_xsrf" and "/hub/api/".startswith(path.rstrip("/") + "/"):
+            if cookie.name == "_xsrf" and "/hub/api/".startswith(
+                path.rstrip("/") + "/"
+            ):
                 if best is None or len(path) > len(best.path or "/"):
                     best = cookie
         return best.value if best else None
