@@ -16,13 +16,35 @@ VENV_OLDEST ?= .venv-oldest
 PYTHON_Z2JH ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12.*/bin/python3) $(shell command -v python3.12) $(PYTHON))
 VENV_Z2JH ?= .venv-z2jh
 
-.PHONY: demo test test-oldest test-z2jh k8s-binaries test-k8s bench docs clean
+.PHONY: demo test test-oldest test-z2jh k8s-binaries test-k8s lint format bench docs clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e ".[test]"
 	touch $@
+
+$(BIN)/.lint-installed: pyproject.toml $(BIN)/.installed
+	$(BIN)/pip install --quiet -e ".[lint]"
+	touch $@
+
+# The JupyterHub projects' formatters and linters (.pre-commit-config.yaml runs the
+# same): `make lint` checks the whole tree (pyupgrade rewrites what it would change,
+# and fails), `make format` applies them.
+# (not the lesson sync, which must stay Python 3.6: pyproject.toml says why)
+PY_FILES = git ls-files -z '*.py' ':!classroom_spawner/lessons/sync.py'
+lint: $(BIN)/.lint-installed
+	$(PY_FILES) | xargs -0 $(BIN)/pyupgrade --py310-plus
+	$(BIN)/autoflake --check --quiet -r classroom_spawner tests benchmarks docs jupyterhub_config.py
+	$(BIN)/isort --check-only --diff .
+	$(BIN)/black --check --diff .
+	$(BIN)/flake8 .
+
+format: $(BIN)/.lint-installed
+	-$(PY_FILES) | xargs -0 $(BIN)/pyupgrade --py310-plus
+	$(BIN)/autoflake --in-place --quiet -r classroom_spawner tests benchmarks docs jupyterhub_config.py
+	$(BIN)/isort .
+	$(BIN)/black .
 
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
