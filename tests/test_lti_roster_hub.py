@@ -12,13 +12,13 @@ import asyncio
 import json
 import os
 import secrets
-import subprocess
 import textwrap
 import time
 
 import pytest
 import pytest_asyncio
 
+from classroom_spawner.local.gitrepo import NOTEBOOK, lesson_repo
 from classroom_spawner.local.hub import HubProcess
 from classroom_spawner.local.kube import Faults, kube_process
 from classroom_spawner.local.kube.testing import core_client
@@ -31,24 +31,8 @@ NS = "default"
 CONTEXT = "canvas-ds101"
 
 
-def git(*args, cwd):
-    subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True)
-
-
 def make_lesson_repo(root):
-    work = root / "lesson-work"
-    work.mkdir()
-    git("init", "-q", "-b", "main", cwd=work)
-    git("config", "user.email", "prof@uni.example.edu", cwd=work)
-    git("config", "user.name", "Prof", cwd=work)
-    (work / "intro.ipynb").write_text(
-        json.dumps({"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5})
-    )
-    git("add", ".", cwd=work)
-    git("commit", "-q", "-m", "first lesson", cwd=work)
-    bare = root / "ds101-lessons.git"
-    git("clone", "-q", "--bare", str(work), str(bare), cwd=root)
-    return f"file://{bare}"
+    return lesson_repo(root, {"intro.ipynb": NOTEBOOK}, name="ds101-lessons.git")
 
 
 @pytest.fixture(scope="module")

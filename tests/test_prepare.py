@@ -2,10 +2,8 @@
 create, made ahead of class, idempotent, resumable after Ctrl-C, lessons filled in."""
 
 import asyncio
-import json
 import os
 import signal
-import subprocess
 import sys
 import textwrap
 
@@ -13,6 +11,7 @@ import pytest
 import pytest_asyncio
 
 from classroom_spawner.hubconfig import load_hub_config
+from classroom_spawner.local.gitrepo import lesson_repo as make_lesson_repo
 from classroom_spawner.local.kube import Faults, kube_process
 from classroom_spawner.local.kube.testing import core_client, pvc_manifest, wait_for
 from classroom_spawner.offline import render_manifests
@@ -21,26 +20,6 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 NS = "default"
 SLOW = [f"slow{i}" for i in range(6)]
-
-
-def git(*args, cwd):
-    subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True)
-
-
-def make_lesson_repo(root):
-    work = root / "lesson-work"
-    work.mkdir(parents=True)
-    git("init", "-q", "-b", "main", cwd=work)
-    git("config", "user.email", "prof@uni.example.edu", cwd=work)
-    git("config", "user.name", "Prof", cwd=work)
-    (work / "01-intro.ipynb").write_text(
-        json.dumps({"cells": [], "metadata": {}, "nbformat": 4})
-    )
-    git("add", ".", cwd=work)
-    git("commit", "-q", "-m", "first lesson", cwd=work)
-    bare = root / "lessons.git"
-    git("clone", "-q", "--bare", str(work), str(bare), cwd=root)
-    return f"file://{bare}"
 
 
 @pytest.fixture(scope="module")

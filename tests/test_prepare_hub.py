@@ -3,16 +3,15 @@ volume and lessons were prepared with `classroom-spawner prepare` is a returning
 at class time (no first-spawn slot) and the lesson sync clones nothing."""
 
 import asyncio
-import json
 import os
 import re
-import subprocess
 import sys
 import textwrap
 
 import pytest
 import pytest_asyncio
 
+from classroom_spawner.local.gitrepo import lesson_repo as make_lesson_repo
 from classroom_spawner.local.hub import HubProcess
 from classroom_spawner.local.kube import Faults, KubeletConfig, kube_process
 from classroom_spawner.local.kube.testing import core_client
@@ -20,26 +19,6 @@ from classroom_spawner.local.kube.testing import core_client
 pytestmark = [pytest.mark.hub, pytest.mark.asyncio(loop_scope="module")]
 
 NS = "default"
-
-
-def git(*args, cwd):
-    subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True)
-
-
-def make_lesson_repo(root):
-    work = root / "lesson-work"
-    work.mkdir()
-    git("init", "-q", "-b", "main", cwd=work)
-    git("config", "user.email", "prof@uni.example.edu", cwd=work)
-    git("config", "user.name", "Prof", cwd=work)
-    (work / "01-intro.ipynb").write_text(
-        json.dumps({"cells": [], "metadata": {}, "nbformat": 4})
-    )
-    git("add", ".", cwd=work)
-    git("commit", "-q", "-m", "first lesson", cwd=work)
-    bare = root / "lessons.git"
-    git("clone", "-q", "--bare", str(work), str(bare), cwd=root)
-    return f"file://{bare}"
 
 
 @pytest.fixture(scope="module")

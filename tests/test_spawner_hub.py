@@ -3,9 +3,7 @@ start through the REST API, and what they get (course image, home volume, lesson
 
 import asyncio
 import contextlib
-import json
 import os
-import subprocess
 import textwrap
 
 import jupyterhub
@@ -14,6 +12,7 @@ import pytest_asyncio
 import requests
 
 from classroom_spawner.lessons.initcontainer import script_secret_name
+from classroom_spawner.local.gitrepo import NOTEBOOK, lesson_repo
 from classroom_spawner.local.hub import HubProcess
 from classroom_spawner.local.kube import Faults, kube_process
 from classroom_spawner.local.kube.testing import core_client
@@ -24,25 +23,12 @@ pytestmark = [pytest.mark.hub, pytest.mark.asyncio(loop_scope="module")]
 NS = "default"
 
 
-def git(*args, cwd):
-    subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True)
-
-
 def make_lesson_repo(root):
-    work = root / "lesson-work"
-    work.mkdir()
-    git("init", "-q", "-b", "main", cwd=work)
-    git("config", "user.email", "prof@uni.example.edu", cwd=work)
-    git("config", "user.name", "Prof", cwd=work)
-    (work / "01-intro.ipynb").write_text(
-        json.dumps({"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5})
+    return lesson_repo(
+        root,
+        {"01-intro.ipynb": NOTEBOOK, "README.md": "# DS101 lessons\n"},
+        name="ds101-lessons.git",
     )
-    (work / "README.md").write_text("# DS101 lessons\n")
-    git("add", ".", cwd=work)
-    git("commit", "-q", "-m", "first lesson", cwd=work)
-    bare = root / "ds101-lessons.git"
-    git("clone", "-q", "--bare", str(work), str(bare), cwd=root)
-    return f"file://{bare}"
 
 
 COURSES = """\

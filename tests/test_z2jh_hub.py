@@ -5,14 +5,13 @@ refused spawns, with one shared NFS home (storage.type static) and with a disk p
 student (dynamic)."""
 
 import asyncio
-import json
 import os
 import re
-import subprocess
 
 import pytest
 import pytest_asyncio
 
+from classroom_spawner.local.gitrepo import lesson_repo
 from classroom_spawner.local.hub import HubProcess
 from classroom_spawner.local.kube import Faults, KubeletConfig, kube_process
 from classroom_spawner.local.kube.testing import core_client
@@ -23,26 +22,6 @@ NS = "default"
 SHARED_CLAIM = "home-nfs"
 STUDENTS = ["ada", "bo", "cy", "di"]
 REFUSED = ["eve", "fay"]  # ask for courses that are not theirs
-
-
-def git(*args, cwd):
-    subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True)
-
-
-def lesson_repo(root):
-    work = root / "lesson-work"
-    work.mkdir()
-    git("init", "-q", "-b", "main", cwd=work)
-    git("config", "user.email", "prof@uni.example.edu", cwd=work)
-    git("config", "user.name", "Prof", cwd=work)
-    (work / "01-intro.ipynb").write_text(
-        json.dumps({"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5})
-    )
-    git("add", ".", cwd=work)
-    git("commit", "-q", "-m", "first lesson", cwd=work)
-    bare = root / "lessons.git"
-    git("clone", "-q", "--bare", str(work), str(bare), cwd=root)
-    return f"file://{bare}"
 
 
 COURSES = """\
