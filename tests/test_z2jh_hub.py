@@ -6,7 +6,6 @@ student (dynamic)."""
 
 import asyncio
 import os
-import re
 
 import pytest
 import pytest_asyncio
@@ -201,17 +200,6 @@ async def claims(k8s):
         }
 
 
-async def queued(hub, queue):
-    """How many spawns a queue has let through (its wait histogram's count)."""
-    r = await hub.fetch("/hub/metrics", token=hub.admin_token)
-    found = re.search(
-        rf'^classroom_spawn_queue_wait_seconds_count\{{queue="{queue}"\}} (\S+)$',
-        r.text,
-        re.M,
-    )
-    return float(found.group(1)) if found else 0.0
-
-
 async def refusal(hub, name, body):
     """The message of a refused start: in the answer, or (the chart's hub answers at once,
     slow_spawn_timeout 0) as the spawn's last progress event."""
@@ -249,7 +237,7 @@ async def test_shared_home_no_claim_of_ones_own_lessons_in_the_students_folder(
     assert os.path.isfile(os.path.join(folder, "ds101-lessons", "01-intro.ipynb"))
     assert os.path.isfile(os.path.join(folder, "PREPARED"))
     # nothing was a first spawn
-    assert await queued(nfs_hub, "first-spawn") == 0
+    assert await nfs_hub.queue_admitted("first-spawn") == 0
     await nfs_hub.stop_server("ada")
 
 
@@ -320,9 +308,9 @@ async def test_a_disk_per_student_first_spawn_in_line_and_course_volumes_kept_wi
         mounts["/home/jovyan"] == "volume-bo" and mounts["/srv/datasets"] == "datasets"
     )
     assert "claim-bo" in await claims(k8s)
-    assert await queued(disk_hub, "first-spawn") == 1
+    assert await disk_hub.queue_admitted("first-spawn") == 1
     await disk_hub.stop_server("bo")
     # the second start is a returning user's: not in line again
     await disk_hub.start_server("bo", options={"profile": "phys210"}, timeout=120)
-    assert await queued(disk_hub, "first-spawn") == 1
+    assert await disk_hub.queue_admitted("first-spawn") == 1
     await disk_hub.stop_server("bo")

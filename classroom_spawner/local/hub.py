@@ -28,6 +28,7 @@ import asyncio
 import json
 import logging
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -508,6 +509,17 @@ class HubProcess:
                     f" {timeout}s: {server}\n" + self.read_log()[-4000:]
                 )
             await asyncio.sleep(0.2)
+
+    async def queue_admitted(self, queue="first-spawn"):
+        """How many spawns a classroom spawn queue has let through so far (the count
+        of its ``classroom_spawn_queue_wait_seconds`` histogram at /hub/metrics)."""
+        r = await self.fetch("/hub/metrics", token=self.admin_token)
+        found = re.search(
+            rf'^classroom_spawn_queue_wait_seconds_count\{{queue="{re.escape(queue)}"\}} (\S+)$',
+            r.text,
+            re.M,
+        )
+        return float(found.group(1)) if found else 0.0
 
     async def progress(self, name, server_name="", token=None, timeout=120):
         """The progress events of a (starting) server until it is ready or failed."""
