@@ -1233,7 +1233,7 @@ def test_a_git_host_that_fails_for_a_moment_is_tried_again(
     server.connections = 0
     second = run_sync(home, [{"url": url, "target": "private"}], env=env, script=script)
     assert second.level("private") == "error", second.termination
-    assert server.connections == 3
+    assert server.connections == 3, (second.stdout, second.termination)
     assert second.stdout.count("trying again") == 2
     assert snapshot(home) == before
 
@@ -1270,6 +1270,16 @@ def test_a_git_host_that_fails_for_a_moment_is_tried_again(
             True,
         ),
         ("fatal: read error: Connection reset by peer", True),
+        (
+            "fatal: unable to access 'https://h/r.git/': gnutls_handshake() failed: Error in "
+            "the pull function.",
+            True,
+        ),
+        ("fatal: unable to access 'https://h/r.git/': SSL connect error", True),
+        (
+            "fatal: unable to access 'https://h/r.git/': Failure when receiving data from the peer",
+            True,
+        ),
         (
             "fatal: could not read Username for 'https://h': No such device or address",
             False,

@@ -586,6 +586,10 @@ _TRANSIENT_RE = re.compile(
     r"|(?:recv|send) failure"
     r"|ssl_error_syscall"
     r"|non-properly terminated"
+    r"|error in the (?:pull|push) function"
+    r"|ssl connect error"
+    r"|failure when receiving data from the peer"
+    r"|failed sending data to the peer"
     r"|unexpected eof while reading",
     re.IGNORECASE,
 )
