@@ -215,6 +215,13 @@ def build_parser():
         default=None,
         help="switch to securityContext.runAsUser (only when running as root)",
     )
+    g.add_argument(
+        "--no-enforce-read-only",
+        dest="enforce_read_only",
+        action="store_false",
+        default=None,
+        help="no bind mounts: readOnly volume mounts stay writable (a Warning event says so)",
+    )
     return p
 
 
@@ -243,6 +250,7 @@ _KUBELET_FLAGS = {
     "provision_retry_base": "provision_retry_base",
     "event_ttl": "event_ttl",
     "run_as_user": "run_as_user",
+    "enforce_read_only": "enforce_read_only",
 }
 
 

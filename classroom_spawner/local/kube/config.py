@@ -39,6 +39,11 @@ class KubeletConfig:
     - ``run_as_user``: really switch to ``securityContext.runAsUser`` /
       ``runAsGroup`` (only possible when the stand-in runs as root; off by
       default: the IDs are only recorded).
+    - ``enforce_read_only``: give containers real bind mounts in a private
+      mount namespace for their ``readOnly`` mounts and for mounts inside
+      another mount (needs root and util-linux; see :mod:`.mountns`). False,
+      or when that is impossible: paths are only rewritten, read-only mounts
+      are writable, and each such pod gets a ``ReadOnlyNotEnforced`` event.
     - ``backoff_base`` / ``backoff_max``: CrashLoopBackOff and
       ImagePullBackOff delays (Kubernetes: 10 s doubling to 300 s).
     - ``provision_retry_base`` / ``provision_retry_max``: back-off of the
@@ -56,6 +61,7 @@ class KubeletConfig:
     light_all: bool = False
     light_commands: tuple = SINGLEUSER_COMMANDS
     run_as_user: bool = False
+    enforce_read_only: bool = True
     backoff_base: float = 10.0
     backoff_max: float = 300.0
     provision_retry_base: float = 1.0

@@ -185,10 +185,17 @@ def resolve_env(registry, pod, container, node_name):
 
 
 class RealProcess:
-    """A container's main process, in its own session, with its output in a log file."""
+    """A container's main process, in its own session, with its output in a log file.
 
-    def __init__(self, argv, env, cwd, log_path, marker, user=None, group=None):
+    ``prefix`` is a wrapper that ends by exec'ing the command (the mount
+    namespace of :mod:`.mountns`); it is put before the resolved executable.
+    """
+
+    def __init__(
+        self, argv, env, cwd, log_path, marker, user=None, group=None, prefix=()
+    ):
         self.argv = argv
+        self.prefix = list(prefix)
         self.env = env
         self.cwd = cwd
         self.log_path = log_path
@@ -226,11 +233,12 @@ class RealProcess:
         if self.group is not None:
             kwargs["group"] = self.group
         os.makedirs(os.path.dirname(self.log_path), exist_ok=True)
+        full = self.prefix + [exe] + list(self.argv[1:])
         with open(self.log_path, "ab") as logf:
             try:
                 self.popen = subprocess.Popen(
-                    [exe] + list(self.argv[1:]),
-                    executable=exe,
+                    full,
+                    executable=full[0],
                     stdin=subprocess.DEVNULL,
                     stdout=logf,
                     stderr=subprocess.STDOUT,

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 
+from . import mountns
 from .images import ImageStore
 from .network import IPPool
 from .podworker import PodWorker
@@ -35,6 +36,8 @@ class Kubelet:
         self.ip_pool = IPPool(config.pod_cidr)
         self.workers = {}
         self._stopping = False
+        self._mount_probe = None
+        self.mount_support_result = None
 
     def start(self):
         os.makedirs(os.path.join(self.state_dir, "pods"), exist_ok=True)
@@ -78,6 +81,22 @@ class Kubelet:
                 json.dump({"ServerApp": {"allow_root": True}}, f)
         return path
 
+    async def mount_support(self):
+        """``(ok, why)``: can containers get read-only and nested bind mounts here
+        (:mod:`.mountns`)? Probed once; ``enforce_read_only=False`` says no."""
+        if not self.config.enforce_read_only:
+            return False, "turned off in the kubelet's config (enforce_read_only=False)"
+        if self._mount_probe is None:
+            self._mount_probe = asyncio.ensure_future(
+                mountns.probe(os.path.join(self.state_dir, "mount-probe"))
+            )
+        result = await asyncio.shield(self._mount_probe)
+        if self.mount_support_result is None:
+            self.mount_support_result = result
+            if not result[0]:
+                log.warning("readOnly volume mounts are not enforced: %s", result[1])
+        return result
+
     def _worker_done(self, worker):
         self.workers.pop(worker.uid, None)
 
@@ -94,6 +113,14 @@ class Kubelet:
             await asyncio.gather(*tasks, return_exceptions=True)
         self.registry.store.remove_listener(self._on_change)
 
+    def _read_only_state(self):
+        if not self.config.enforce_read_only:
+            return "off"
+        if self.mount_support_result is None:
+            return "not probed yet"
+        ok, why = self.mount_support_result
+        return "enforced" if ok else f"not enforced: {why}"
+
     def stats(self):
         processes = light = 0
         for w in self.workers.values():
@@ -108,5 +135,6 @@ class Kubelet:
             "processes": processes,
             "light_servers": light,
             "pod_ips_in_use": self.ip_pool.in_use,
+            "read_only_mounts": self._read_only_state(),
             "images_present": sorted(self.images.present),
         }

@@ -22,6 +22,7 @@ from urllib.parse import urlparse
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
 from . import containers as ctr
+from . import mountns
 from .events import NORMAL, WARNING
 from .images import NeverPullError, PullError, image_id
 from .lightserver import LightServer
@@ -119,6 +120,7 @@ class PodWorker:
         self.grace = None
         self.force_deleted = False
         self.task = None
+        self.read_only_warned = False
 
     @property
     def restart_policy(self):
@@ -375,6 +377,7 @@ class PodWorker:
             self.pod_dir,
             self.k.volumes_dir,
             os.path.join(self.k.state_dir, "hostpath"),
+            os.path.join(self.k.state_dir, "nfs"),
         )
         delay = 1.0
         last = None
@@ -521,8 +524,9 @@ class PodWorker:
                 )
             return
 
-    def _prepare(self, c):
-        """argv, env and cwd for container ``c`` on the host (raises ConfigError)."""
+    def _prepare(self, c, namespaces):
+        """argv, env and cwd for container ``c`` on the host (raises ConfigError),
+        and its bind mounts (when ``namespaces``: see :mod:`.mountns`)."""
         k = self.k
         spec = c.spec
         declared = ctr.resolve_env(k.registry, self.pod, spec, k.config.node_name)
@@ -535,12 +539,23 @@ class PodWorker:
         ]
         if not argv:
             raise ctr.ConfigError("no command specified")
+        light = self._is_light(c, argv)
         mounts = [
-            (m["mountPath"], self._mount_host_path(m, declared))
+            (
+                m["mountPath"],
+                self._mount_host_path(m, declared),
+                bool(m.get("readOnly")) or m["name"] in self.volumes.read_only,
+            )
             for m in spec.get("volumeMounts") or []
         ]
         cdir = os.path.join(self.pod_dir, "containers", c.name)
         os.makedirs(cdir, exist_ok=True)
+        try:
+            mounts, binds = mountns.plan(
+                mounts, os.path.join(cdir, "mnt"), namespaces and not light
+            )
+        except mountns.MountPlanError as e:
+            raise ctr.ConfigError(str(e))
         term_path = spec.get("terminationMessagePath", "/dev/termination-log")
         term_host = os.path.join(cdir, "termination-log")
         open(term_host, "wb").close()
@@ -574,7 +589,7 @@ class PodWorker:
         cwd = pmap.host_path(workdir) if workdir else env["HOME"]
         os.makedirs(env["HOME"], exist_ok=True)
         os.makedirs(cwd, exist_ok=True)
-        return argv, env, cwd, cdir, term_host, marker
+        return argv, env, cwd, cdir, term_host, marker, binds, light
 
     def _mount_host_path(self, mount, env):
         base = self.volumes.host_paths[mount["name"]]
@@ -615,10 +630,12 @@ class PodWorker:
     async def _run_once(self, c):
         """Pull, configure, start and wait for one run of container ``c``; its exit code."""
         await self._pull(c)
+        namespaces, why = await self.k.mount_support()
         delay = 1.0
         while True:
             try:
-                argv, env, cwd, cdir, term_host, marker = self._prepare(c)
+                prepared = self._prepare(c, namespaces)
+                argv, env, cwd, cdir, term_host, marker, binds, light = prepared
                 break
             except ctr.ConfigError as e:
                 c.state = {
@@ -638,14 +655,21 @@ class PodWorker:
                 "-c",
                 "import sys; print('injected failure'); sys.exit(1)",
             ]
-        if self._is_light(c, argv):
+        if light:
             proc = self._light_process(c, env)
         else:
             user = group = None
             if self.k.config.run_as_user and os.geteuid() == 0:
                 user, group = self._run_as(c)
+            if not namespaces:
+                self._warn_read_only(c, why)
+            prefix = ()
+            if binds:
+                # the wrapper mounts as root, then switches user itself
+                prefix = mountns.wrapper(binds, cwd, user, group)
+                user = group = None
             proc = ctr.RealProcess(
-                argv, env, cwd, log_path, marker, user=user, group=group
+                argv, env, cwd, log_path, marker, user=user, group=group, prefix=prefix
             )
         self._event(NORMAL, "Created", f"Created container: {c.name}", c)
         if self.k.faults.faults.container_start_delay:
@@ -717,6 +741,26 @@ class PodWorker:
         c.process = None
         self.push_status()
         return code
+
+    def _warn_read_only(self, c, why):
+        """Once per pod: say that its readOnly mounts are writable."""
+        if self.read_only_warned:
+            return
+        volumes = self.volumes.read_only
+        names = sorted(
+            m["name"]
+            for m in c.spec.get("volumeMounts") or []
+            if m.get("readOnly") or m["name"] in volumes
+        )
+        if not names:
+            return
+        self.read_only_warned = True
+        msg = (
+            f"readOnly volume mounts are writable in this pod (container {c.name}:"
+            f" {', '.join(names)}): {why}"
+        )
+        log.warning("pod %s: %s", self.ref, msg)
+        self._event(WARNING, "ReadOnlyNotEnforced", msg, c)
 
     def _termination_message(self, c, term_host, log_path, code):
         try:

@@ -1,21 +1,38 @@
 """A pod's volumes as host directories, and the container-path -> host-path map.
 
 - ``persistentVolumeClaim``: the claim's provisioned directory
-  (``<state>/volumes/<volumeName>``); ``subPath`` is a directory inside it,
-  created if missing, as the kubelet does.
+  (``<state>/volumes/<volumeName>``), whatever its access modes: every pod
+  naming the claim (``ReadWriteMany`` or not; one node) shares that one
+  directory; ``subPath`` is a directory inside it, created if missing, as the
+  kubelet does. ``persistentVolumeClaim.readOnly`` makes every mount of it
+  read-only.
+- ``nfs``: ``<state>/nfs/<server>/<path>``, created if missing, shared by every
+  pod naming the same server and path (no NFS client or server is involved);
+  a ``server`` or ``path`` that leaves that directory (``..``) is a
+  FailedMount. ``nfs.readOnly`` makes every mount of it read-only.
 - ``emptyDir``: a directory of the pod, removed with the pod.
 - ``secret`` / ``configMap``: files written from the object's data (keys or
   ``items``), with ``defaultMode``; a missing object is a FailedMount that
-  the kubelet retries, unless ``optional``.
+  the kubelet retries, unless ``optional``. They are writable (Kubernetes
+  mounts them read-only) unless a mount says ``readOnly``.
 - ``hostPath``: sandboxed under ``<state>/hostpath/`` (never the real host path).
 - anything else (projected, downwardAPI, ...): an empty directory, with a
   warning in the stand-in's log.
 
-Nothing is mounted: container paths are *rewritten*. Where a mount path starts
-a path in an argument or env value (the whole value, ``--x=/mount/path``, or
-inside a ``sh -c`` script) it is replaced by the host path; the container's
+Container paths are *rewritten*: where a mount path starts a path in an
+argument or env value (the whole value, ``--x=/mount/path``, or inside a
+``sh -c`` script) it is replaced by the host path; the container's
 ``terminationMessagePath`` is treated as a one-file mount.
-``readOnly`` is not enforced.
+
+Mounts that rewriting cannot model are real bind mounts in the container's own
+mount namespace (:mod:`.mountns`, when the kubelet runs as root): a
+``readOnly`` mount (writes fail with EROFS, "Read-only file system"), and a
+mount inside another mount's path (it appears there, e.g. in the home
+directory). Without them (not root, no ``unshare``, or
+``KubeletConfig.enforce_read_only`` false) a read-only mount is writable and
+the pod gets a ``ReadOnlyNotEnforced`` Warning event; a nested mount is then
+only reachable through rewritten paths. The in-process light singleuser
+servers mount nothing.
 """
 
 import base64
@@ -40,13 +57,15 @@ def _safe_join(base, rel):
 
 
 class PodVolumes:
-    def __init__(self, registry, pod, pod_dir, volumes_dir, hostpath_dir):
+    def __init__(self, registry, pod, pod_dir, volumes_dir, hostpath_dir, nfs_dir):
         self.registry = registry
         self.pod = pod
         self.pod_dir = pod_dir
         self.volumes_dir = volumes_dir
         self.hostpath_dir = hostpath_dir
+        self.nfs_dir = nfs_dir
         self.host_paths = {}  # volume name -> host directory
+        self.read_only = set()  # names of volumes whose source says readOnly
 
     @property
     def namespace(self):
@@ -59,6 +78,9 @@ class PodVolumes:
             if name in self.host_paths:
                 continue
             self.host_paths[name] = self._setup_one(vol)
+            for source in ("persistentVolumeClaim", "nfs"):
+                if (vol.get(source) or {}).get("readOnly"):
+                    self.read_only.add(name)
 
     def _setup_one(self, vol):
         name = vol["name"]
@@ -79,6 +101,8 @@ class PodVolumes:
         path = os.path.join(self.pod_dir, "volumes", name)
         if "hostPath" in vol:
             path = _safe_join(self.hostpath_dir, vol["hostPath"].get("path", ""))
+        elif "nfs" in vol:
+            path = self._nfs_path(vol["nfs"])
         elif "emptyDir" not in vol:
             log.warning(
                 "volume %s of pod %s/%s: only its directory is modelled",
@@ -91,6 +115,22 @@ class PodVolumes:
             # as the kubelet makes it: writable whatever UID the containers run as
             os.chmod(path, 0o777)
         return path
+
+    def _nfs_path(self, nfs):
+        server = str(nfs.get("server") or "")
+        export = str(nfs.get("path") or "")
+        if not server or not export:
+            raise MountError("an nfs volume needs a server and a path")
+        if "/" in server or server in (".", ".."):
+            raise MountError(f"nfs server {server!r} is not a host name or address")
+        base = os.path.join(self.nfs_dir, server)
+        try:
+            return _safe_join(base, export)
+        except MountError:
+            raise MountError(
+                f"nfs path {export!r} leaves the stand-in's export directory"
+                f" of {server} ({base})"
+            )
 
     def _setup_data_volume(self, vol):
         if "secret" in vol:
