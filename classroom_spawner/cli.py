@@ -175,6 +175,11 @@ def _config_warnings(config, roster) -> list[str]:
     )
     if warning:
         warnings.append(warning)
+    from .coursestorage import storage_problems
+
+    storage = spawner.course_storage()
+    for course in roster.courses.values():
+        warnings.extend(storage_problems(course, storage))
     return warnings
 
 
@@ -278,6 +283,10 @@ def cmd_profiles(args, out) -> int:
             details = [info.get("image"), info.get("resources")]
             if info.get("lessons"):
                 details.append("lessons: " + ", ".join(info["lessons"]))
+            if info.get("shared_folders"):
+                details.append("folders: " + ", ".join(info["shared_folders"]))
+            if info.get("student_homes"):
+                details.append(f"{info['student_homes']} students' homes (read-only)")
             details = [_printable(d) for d in details if d]
             if details:
                 print(f"  {' ' * width}  {'':<10}  {'; '.join(details)}", file=out)
@@ -355,6 +364,12 @@ async def _all_images(config, roster) -> dict[str, str]:
         ) or f"admin-{profile['slug']}"
         for image in sorted(images_of(profile)):
             found.setdefault(image, where)
+    # an admin sees each course as its students do: add what its staff may start
+    from .profiles import course_profile
+
+    for course in roster.courses.values():
+        for image in sorted(images_of(course_profile(course, Role.INSTRUCTOR))):
+            found.setdefault(image, f"{course.id} (staff)")
     return found
 
 

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .coursestorage import HubStorage, storage_override
+from .mounts import merge
 from .roster.errors import shown
 from .roster.model import Course, Role
 
@@ -37,8 +39,8 @@ def _format_cpu(value: float) -> str:
     return f"{value:g} CPU" if value == 1 else f"{value:g} CPUs"
 
 
-def resources_summary(course: Course) -> str:
-    """'0.5–2 CPUs, 1G–2G memory' style summary of a course's resources."""
+def resources_summary(course: Any) -> str:
+    """'0.5–2 CPUs, 1G–2G memory' style summary of a course's (or its staff's) resources."""
     parts = []
     g, lim = course.cpu_guarantee, course.cpu_limit
     if g and lim:
@@ -57,18 +59,76 @@ def resources_summary(course: Course) -> str:
     return ", ".join(parts)
 
 
-def course_profile(course: Course, role: Role | None = None) -> dict[str, Any]:
-    """The KubeSpawner profile of one course."""
-    override: dict[str, Any] = {}
-    if course.image:
-        override["image"] = course.image
-    for key in ("cpu_guarantee", "cpu_limit", "mem_guarantee", "mem_limit"):
-        value = getattr(course, key)
-        if value is not None:
-            override[key] = value
+_SETTINGS = ("image", "cpu_guarantee", "cpu_limit", "mem_guarantee", "mem_limit")
+
+
+def _settings_of(course: Course, staff: bool):
+    """The course's settings, with its staff settings over them for staff."""
+    values = {key: getattr(course, key) for key in _SETTINGS}
+    override = copy.deepcopy(dict(course.kubespawner_override))
+    if staff and course.staff is not None:
+        for key in _SETTINGS:
+            if getattr(course.staff, key) is not None:
+                values[key] = getattr(course.staff, key)
+        for key, value in copy.deepcopy(
+            dict(course.staff.kubespawner_override)
+        ).items():
+            if key in ("volumes", "volume_mounts") and key in override:
+                identity = "name" if key == "volumes" else "mountPath"
+                override[key] = merge(override[key], value, identity)
+            else:
+                override[key] = value
+    return values, override
+
+
+def _role_options(course: Course, staff: bool) -> dict[str, Any]:
+    """The course's profile_options as ``staff`` or a student may choose them:
+    staff-only choices are absent for students, and one choice is the default."""
+    options = {}
+    for name, option in course.options.items():
+        option = copy.deepcopy(dict(option))
+        choices = {
+            key: choice
+            for key, choice in option["choices"].items()
+            if staff or not choice.get("staff_only")
+        }
+        if not any(c.get("default") for c in choices.values()):
+            first = next(iter(choices.values()))
+            first["default"] = True
+        for choice in choices.values():
+            choice.pop("staff_only", None)
+        option["choices"] = choices
+        options[name] = option
+    return options
+
+
+def course_profile(
+    course: Course,
+    role: Role | None = None,
+    *,
+    storage: HubStorage | None = None,
+    students: Iterable[str] = (),
+) -> dict[str, Any]:
+    """The KubeSpawner profile of one course, for one role in it.
+
+    Staff (TAs, instructors) get the course's ``staff`` settings over its own,
+    its shared folders read-write, its staff-only choices, and (with
+    ``staff_see_student_homes`` on a shared-home hub) ``students``' homes
+    read-only. Students, and ``role`` None (an admin not in the course), get the
+    folders read-only and no staff-only choice, so a forged one is refused like
+    any unknown choice. ``storage`` describes the hub's homes
+    (:func:`classroom_spawner.coursestorage.hub_storage`).
+    """
+    staff = role is not None and role.is_staff
+    values, course_override = _settings_of(course, staff)
+    override: dict[str, Any] = {k: v for k, v in values.items() if v is not None}
     # the course's own KubeSpawner settings come last: the admin's word wins
-    override.update(copy.deepcopy(dict(course.kubespawner_override)))
-    return {
+    override.update(course_override)
+    extra = storage_override(course, role, storage, students)
+    for key, identity in (("volumes", "name"), ("volume_mounts", "mountPath")):
+        if extra[key]:
+            override[key] = merge(override.get(key) or [], extra[key], identity)
+    profile = {
         "display_name": course.title,
         "slug": course.id,
         "description": course.description,
@@ -77,10 +137,26 @@ def course_profile(course: Course, role: Role | None = None) -> dict[str, Any]:
             "course": course.id,
             "role": role.value if role else None,
             "image": override.get("image"),
-            "resources": resources_summary(course),
+            "resources": resources_summary(_Resources(values)),
             "lessons": [lesson.target for lesson in course.lessons],
+            "shared_folders": [
+                f"{m['mountPath']} ({'read-only' if m['readOnly'] else 'read-write'})"
+                for m in extra["volume_mounts"][
+                    : len(extra["volume_mounts"]) - extra["student_homes"]
+                ]
+            ],
+            "student_homes": extra["student_homes"],
         },
     }
+    options = _role_options(course, staff)
+    if options:
+        profile["profile_options"] = options
+    return profile
+
+
+class _Resources:
+    def __init__(self, values: Mapping[str, Any]):
+        self.__dict__.update(values)
 
 
 def _slug_of(display_name: str) -> str:
@@ -126,20 +202,38 @@ def profiles_for(
     *,
     admin: bool = False,
     admin_profiles: Iterable[Mapping[str, Any]] = (),
+    storage: HubStorage | None = None,
+    students_of: Callable[[str], Iterable[str]] | None = None,
 ) -> list[dict[str, Any]]:
     """The profiles a user may pick: their own courses' (in roster order), and
     for an admin every course's plus the admin-only profiles.
 
-    The first profile is the default. Raises NoProfiles if there is none.
+    ``storage`` describes the hub's homes; ``students_of(course_id)`` gives a
+    course's students, asked only for a course whose staff see their students'
+    homes, and only when the user is staff there. The first profile is the
+    default. Raises NoProfiles if there is none.
     """
+
+    def students(course: Course, role: Role) -> Iterable[str]:
+        if students_of is None or not (
+            role.is_staff and course.staff_see_student_homes
+        ):
+            return ()
+        return students_of(course.id)
+
     profiles = [
-        course_profile(course, memberships[cid])
+        course_profile(
+            course,
+            memberships[cid],
+            storage=storage,
+            students=students(course, memberships[cid]),
+        )
         for cid, course in courses.items()
         if cid in memberships
     ]
     if admin:
         profiles += [
-            course_profile(course)
+            course_profile(course, storage=storage)
             for cid, course in courses.items()
             if cid not in memberships
         ]

@@ -41,6 +41,7 @@ from traitlets import (
 from . import profiles as profiles_mod
 from .authz.claims import merge_memberships
 from .authz.state import claimed_courses
+from .coursestorage import HubStorage, course_students, hub_storage
 from .jhcompat import discount_refusal, options_submitted, user_error
 from .lessons.initcontainer import CONTAINER_NAME as LESSON_CONTAINER
 from .lessons.initcontainer import (
@@ -487,6 +488,16 @@ class ClassroomSpawner(KubeSpawner):
         provider asserted at login (kept in auth state by the authenticator)."""
         return self._memberships_in(await self.roster.current())
 
+    def course_storage(self) -> HubStorage:
+        """What the hub's volumes say about homes, for course storage
+        (:mod:`classroom_spawner.coursestorage`)."""
+        return hub_storage(
+            self.volumes,
+            self.volume_mounts,
+            self.home_mount_path,
+            slug_scheme=self.slug_scheme,
+        )
+
     def _profiles_in(self, roster) -> list[dict[str, Any]]:
         admin = bool(getattr(self.user, "admin", False)) or self._requester_is_admin()
         try:
@@ -495,6 +506,9 @@ class ClassroomSpawner(KubeSpawner):
                 roster.courses,
                 admin=admin,
                 admin_profiles=self.admin_profiles,
+                storage=self.course_storage(),
+                # the roster of this spawn: its course's students, never its staff
+                students_of=lambda cid: course_students(roster.members(cid)),
             )
         except profiles_mod.NoProfiles:
             raise user_error(

@@ -23,6 +23,21 @@ Example (every key but ``id`` is optional)::
           - file: ds101-canvas.csv        # relative to this file
             format: canvas
             login_column: SIS Login ID
+        shared_folders:                   # docs/course-storage.md
+          - name: data
+            pvc: ds101-data               # or nfs: {server, path}, or home_subpath
+            students: read-only           # or none
+        staff:                            # instructors and TAs get these instead
+          image: quay.io/jupyter/scipy-notebook:2025-06-02
+          mem_limit: 8G
+        options:                          # KubeSpawner profile_options
+          size:
+            display_name: Server size
+            choices:
+              small: {display_name: Small, default: true}
+              large: {display_name: Large, staff_only: true,
+                      kubespawner_override: {mem_limit: 8G}}
+        staff_see_student_homes: true     # shared-home hubs only
 
 The file is read node by node (not with a plain ``yaml.safe_load``) so every
 problem can name the line it is on.
@@ -41,7 +56,15 @@ import yaml
 
 from .csvsource import FORMATS, RosterSource, check_username
 from .errors import ProblemCollector, shown
-from .model import Course, LessonRepo, Role, normalize_username, parse_role
+from .model import (
+    Course,
+    LessonRepo,
+    Role,
+    SharedFolder,
+    StaffSettings,
+    normalize_username,
+    parse_role,
+)
 from .overrides import override_problem
 
 try:  # libyaml is much faster on large member lists
@@ -73,8 +96,35 @@ COURSE_KEYS = {
     "rosters",
     "kubespawner_override",
     "lms_contexts",
+    "shared_folders",
+    "staff",
+    "options",
+    "staff_see_student_homes",
     *MEMBER_KEYS,
 }
+FOLDER_KEYS = {"name", "pvc", "nfs", "home_subpath", "mount_path", "students"}
+FOLDER_SOURCES = ("pvc", "nfs", "home_subpath")
+FOLDER_STUDENT_ACCESS = ("read-only", "none")
+NFS_KEYS = {"server", "path"}
+STAFF_KEYS = {
+    "image",
+    "cpu_guarantee",
+    "cpu_limit",
+    "mem_guarantee",
+    "mem_limit",
+    "kubespawner_override",
+}
+OPTION_KEYS = {"display_name", "choices"}
+CHOICE_KEYS = {"display_name", "default", "staff_only", "kubespawner_override"}
+# a folder's volume is named shared-<name>, and a volume name is a DNS label (63)
+FOLDER_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,48}[a-z0-9])?$")
+# an option or choice name is a form field and a KubeSpawner user_options key
+OPTION_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9_-]{0,61}[a-z0-9])?$")
+# a PersistentVolumeClaim name: a DNS subdomain
+PVC_NAME_RE = re.compile(
+    r"^(?=.{1,253}$)[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$"
+)
+NFS_SERVER_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.:\[\]-]*[A-Za-z0-9\]])?$")
 LESSON_KEYS = {"url", "ref", "target", "depth"}
 # roster entry keys that a format has no use for: an error, not silently ignored
 KEYS_NOT_FOR = {
@@ -292,6 +342,21 @@ class _CourseFileReader:
         ok &= override is not None
         contexts = self.lms_contexts(fields.get("lms_contexts"))
         ok &= contexts is not None
+        folders = self.shared_folders(fields.get("shared_folders"))
+        ok &= folders is not None
+        staff = self.staff(fields.get("staff"), kwargs)
+        ok &= staff is not False
+        options = self.options(fields.get("options"))
+        ok &= options is not None
+        see_homes = False
+        if "staff_see_student_homes" in fields:
+            see_homes = _construct(fields["staff_see_student_homes"])
+            if not isinstance(see_homes, bool):
+                self.problem(
+                    fields["staff_see_student_homes"],
+                    "staff_see_student_homes must be true or false",
+                )
+                ok = False
         members = []
         for key, role in MEMBER_KEYS.items():
             if key in fields:
@@ -318,6 +383,10 @@ class _CourseFileReader:
             kubespawner_override=MappingProxyType(override or {}),
             origin=f"{self.path}:{_line(node)}",
             lms_contexts=tuple(contexts or ()),
+            shared_folders=tuple(folders or ()),
+            staff=staff or None,
+            options=MappingProxyType(options or {}),
+            staff_see_student_homes=see_homes is True,
         )
         return CourseEntry(course, _line(node), members, sources)
 
@@ -454,6 +523,326 @@ class _CourseFileReader:
                 self.problem(key_node, f"kubespawner_override: {why}")
                 ok = False
         return override if ok else None
+
+    # -- course storage and role-aware servers (docs/course-storage.md) ------------
+
+    def shared_folders(self, node: yaml.Node | None) -> list[SharedFolder] | None:
+        if node is None:
+            return []
+        items = self.sequence(node, "'shared_folders'")
+        if items is None:
+            return None
+        folders: list[SharedFolder] = []
+        names: dict[str, int] = {}
+        paths: dict[str, int] = {}
+        ok = True
+        for item in items:
+            folder = self.shared_folder(item)
+            if folder is None:
+                ok = False
+                continue
+            if folder.name in names:
+                self.problem(
+                    item,
+                    f"shared folder {folder.name!r} is already defined on line"
+                    f" {names[folder.name]}",
+                )
+                ok = False
+                continue
+            names[folder.name] = _line(item)
+            path = folder.mount_path or f"~/shared/{folder.name}"
+            clash = _overlapping(path, paths)
+            if clash is not None:
+                other, other_line = clash
+                how = "is" if other == path else f"overlaps {other!r},"
+                self.problem(
+                    item,
+                    f"shared folder {folder.name!r}: mount path {path!r} {how} already"
+                    f" used by the folder on line {other_line}",
+                )
+                ok = False
+                continue
+            paths[path] = _line(item)
+            folders.append(folder)
+        return folders if ok else None
+
+    def shared_folder(self, node: yaml.Node) -> SharedFolder | None:
+        fields = self.mapping(node, "a shared folder", FOLDER_KEYS)
+        if fields is None:
+            return None
+        if "name" not in fields:
+            self.problem(node, "shared folder has no 'name'")
+            return None
+        name = self.text(fields["name"], "shared folder name")
+        if name is None:
+            return None
+        if not FOLDER_NAME_RE.match(name):
+            self.problem(
+                fields["name"],
+                f"shared folder name {shown(name)} must be 1-50 lower-case letters,"
+                " digits or '-', starting and ending with a letter or digit (a DNS label)",
+            )
+            return None
+        given = [key for key in FOLDER_SOURCES if key in fields]
+        if len(given) != 1:
+            self.problem(
+                node,
+                f"shared folder {name!r} needs exactly one of pvc, nfs or home_subpath"
+                + (f" (it has {' and '.join(given)})" if given else ""),
+            )
+            return None
+        kwargs: dict[str, Any] = {}
+        (source,) = given
+        if source == "pvc":
+            claim = self.text(fields["pvc"], "pvc")
+            if claim is None:
+                return None
+            if not PVC_NAME_RE.match(claim):
+                self.problem(
+                    fields["pvc"],
+                    f"pvc {shown(claim)} is not a PersistentVolumeClaim name (lower-case"
+                    " letters, digits, '-' and '.')",
+                )
+                return None
+            kwargs["pvc"] = claim
+        elif source == "nfs":
+            nfs = self.mapping(fields["nfs"], "nfs", NFS_KEYS)
+            if nfs is None:
+                return None
+            if set(nfs) != NFS_KEYS:
+                self.problem(fields["nfs"], "nfs needs both 'server' and 'path'")
+                return None
+            server = self.text(nfs["server"], "nfs server")
+            path = self.text(nfs["path"], "nfs path")
+            if server is None or path is None:
+                return None
+            if not NFS_SERVER_RE.match(server):
+                self.problem(
+                    nfs["server"], f"nfs server {shown(server)} is not a host name"
+                )
+                return None
+            if not self.absolute_path(nfs["path"], "nfs path", path):
+                return None
+            kwargs["nfs_server"], kwargs["nfs_path"] = server, path
+        else:
+            sub = self.text(fields["home_subpath"], "home_subpath")
+            if sub is None:
+                return None
+            parts = sub.split("/")
+            if sub.startswith("/") or ".." in parts or "." in parts or "" in parts:
+                self.problem(
+                    fields["home_subpath"],
+                    f"home_subpath {shown(sub)} must be a relative folder of the shared"
+                    " home volume, like _courses/ds101/data (no leading '/', no '..',"
+                    " no empty parts)",
+                )
+                return None
+            if not self.no_control_characters(
+                fields["home_subpath"], "home_subpath", sub
+            ):
+                return None
+            kwargs["home_subpath"] = sub
+        if "mount_path" in fields:
+            path = self.text(fields["mount_path"], "mount_path")
+            if path is None or not self.absolute_path(
+                fields["mount_path"], "mount_path", path
+            ):
+                return None
+            kwargs["mount_path"] = path
+        if "students" in fields:
+            access = self.text(fields["students"], "students")
+            if access not in FOLDER_STUDENT_ACCESS:
+                if access is not None:
+                    self.problem(
+                        fields["students"],
+                        f"students: {shown(access)} must be read-only or none (staff"
+                        " always get the folder read-write; students never do)",
+                    )
+                return None
+            kwargs["students"] = access
+        return SharedFolder(name=name, origin=f"{self.path}:{_line(node)}", **kwargs)
+
+    def absolute_path(self, node: yaml.Node, what: str, path: str) -> bool:
+        parts = path.split("/")[1:]
+        if not path.startswith("/") or ".." in parts or "." in parts or path == "/":
+            self.problem(
+                node,
+                f"{what} {shown(path)} must be an absolute path like /srv/data,"
+                " without '.' or '..'",
+            )
+            return False
+        if "{" in path or "}" in path:
+            self.problem(node, f"{what} {shown(path)} must not contain '{{' or '}}'")
+            return False
+        return self.no_control_characters(node, what, path)
+
+    def staff(self, node: yaml.Node | None, course: dict[str, Any]):
+        """The staff settings: None if there are none, False if they are wrong."""
+        if node is None:
+            return None
+        fields = self.mapping(node, "staff", STAFF_KEYS)
+        if fields is None:
+            return False
+        ok = True
+        kwargs: dict[str, Any] = {}
+        if "image" in fields:
+            kwargs["image"] = self.text(fields["image"], "staff image")
+            ok &= kwargs["image"] is not None and self.no_control_characters(
+                fields["image"], "image", kwargs["image"]
+            )
+        for key in ("cpu_guarantee", "cpu_limit"):
+            if key in fields:
+                kwargs[key] = self.number(fields[key], f"staff {key}")
+                ok &= kwargs[key] is not None
+        for key in ("mem_guarantee", "mem_limit"):
+            if key in fields:
+                kwargs[key] = self.memory(fields[key], f"staff {key}")
+                ok &= kwargs[key] is not None
+        if not ok:
+            return False
+        # what staff get: their own settings, else the course's
+        effective = {**course, **{k: v for k, v in kwargs.items() if v is not None}}
+        at = {key: fields.get(key) for key in STAFF_KEYS}
+        cpu_g, cpu_l = effective.get("cpu_guarantee"), effective.get("cpu_limit")
+        if cpu_g and cpu_l and cpu_g > cpu_l:
+            where = at["cpu_guarantee"] or at["cpu_limit"]
+            self.problem(
+                where, f"staff get cpu_guarantee {cpu_g:g} above cpu_limit {cpu_l:g}"
+            )
+            return False
+        mem_g, mem_l = effective.get("mem_guarantee"), effective.get("mem_limit")
+        if mem_g and mem_l and memory_bytes(mem_g) > memory_bytes(mem_l):
+            where = at["mem_guarantee"] or at["mem_limit"]
+            self.problem(
+                where, f"staff get mem_guarantee {mem_g} above mem_limit {mem_l}"
+            )
+            return False
+        override = self.override(fields.get("kubespawner_override"))
+        if override is None:
+            return False
+        return StaffSettings(kubespawner_override=MappingProxyType(override), **kwargs)
+
+    def options(self, node: yaml.Node | None) -> dict[str, Any] | None:
+        """KubeSpawner ``profile_options``, each choice checked like an override."""
+        if node is None:
+            return {}
+        if not isinstance(node, yaml.MappingNode):
+            self.problem(node, "options must be a mapping of option names to options")
+            return None
+        options: dict[str, Any] = {}
+        ok = True
+        for key_node, value_node in node.value:
+            name = self.option_name(key_node, "option")
+            if name is None:
+                ok = False
+                continue
+            if name in options:
+                self.problem(key_node, f"option {name!r} is defined twice")
+                ok = False
+                continue
+            option = self.option(name, value_node)
+            if option is None:
+                ok = False
+                continue
+            options[name] = option
+        return options if ok else None
+
+    def option_name(self, node: yaml.Node, what: str) -> str | None:
+        name = _construct(node) if isinstance(node, yaml.ScalarNode) else None
+        if not isinstance(name, str) or not OPTION_NAME_RE.match(name):
+            self.problem(
+                node,
+                f"{what} name {shown(name)} must be 1-63 lower-case letters, digits,"
+                " '_' or '-', starting and ending with a letter or digit",
+            )
+            return None
+        return name
+
+    def option(self, name: str, node: yaml.Node) -> dict[str, Any] | None:
+        fields = self.mapping(node, f"option {name!r}", OPTION_KEYS)
+        if fields is None:
+            return None
+        option: dict[str, Any] = {"display_name": name}
+        if "display_name" in fields:
+            text = self.text(fields["display_name"], "display_name")
+            if text is None or not self.no_control_characters(
+                fields["display_name"], "display_name", text
+            ):
+                return None
+            option["display_name"] = text
+        if "choices" not in fields:
+            self.problem(node, f"option {name!r} has no 'choices'")
+            return None
+        choices_node = fields["choices"]
+        if not isinstance(choices_node, yaml.MappingNode) or not choices_node.value:
+            self.problem(
+                choices_node,
+                f"option {name!r}: choices must be a mapping of choice names to choices",
+            )
+            return None
+        choices: dict[str, Any] = {}
+        ok = True
+        defaults = []
+        for key_node, value_node in choices_node.value:
+            choice_name = self.option_name(key_node, "choice")
+            if choice_name is None:
+                ok = False
+                continue
+            if choice_name in choices:
+                self.problem(key_node, f"choice {choice_name!r} is defined twice")
+                ok = False
+                continue
+            choice = self.choice(choice_name, value_node)
+            if choice is None:
+                ok = False
+                continue
+            if choice.get("default"):
+                defaults.append(key_node)
+            choices[choice_name] = choice
+        if not ok:
+            return None
+        if len(defaults) > 1:
+            self.problem(
+                defaults[1], f"option {name!r} has more than one default choice"
+            )
+            return None
+        if all(c.get("staff_only") for c in choices.values()):
+            self.problem(
+                choices_node,
+                f"option {name!r}: every choice is staff_only, so students would have"
+                " none; leave one choice open to students, or give the option to staff"
+                " through 'staff'",
+            )
+            return None
+        option["choices"] = choices
+        return option
+
+    def choice(self, name: str, node: yaml.Node) -> dict[str, Any] | None:
+        fields = self.mapping(node, f"choice {name!r}", CHOICE_KEYS)
+        if fields is None:
+            return None
+        choice: dict[str, Any] = {"display_name": name}
+        if "display_name" in fields:
+            text = self.text(fields["display_name"], "display_name")
+            if text is None or not self.no_control_characters(
+                fields["display_name"], "display_name", text
+            ):
+                return None
+            choice["display_name"] = text
+        for key in ("default", "staff_only"):
+            if key in fields:
+                value = _construct(fields[key])
+                if not isinstance(value, bool):
+                    self.problem(fields[key], f"{key} must be true or false")
+                    return None
+                if value:
+                    choice[key] = True
+        if "kubespawner_override" in fields:
+            override = self.override(fields["kubespawner_override"])
+            if override is None:
+                return None
+            choice["kubespawner_override"] = override
+        return choice
 
     def lms_contexts(self, node: yaml.Node | None) -> list[str] | None:
         """The LTI context ids (the LMS's course ids) that launch into the course."""

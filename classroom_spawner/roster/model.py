@@ -106,6 +106,41 @@ class LessonRepo:
 
 
 @dataclass(frozen=True)
+class SharedFolder:
+    """A course folder mounted in every member's server: read-write for the
+    course's staff, read-only (or absent: ``students="none"``) for students.
+
+    Exactly one of ``pvc`` (an existing claim, ReadWriteMany), ``nfs_server`` +
+    ``nfs_path`` or ``home_subpath`` (a directory of the hub's shared home volume)
+    is set. ``mount_path`` None means ``<home>/shared/<name>``.
+    """
+
+    name: str
+    pvc: str | None = None
+    nfs_server: str | None = None
+    nfs_path: str | None = None
+    home_subpath: str | None = None
+    mount_path: str | None = None
+    students: str = "read-only"  # or "none"
+    origin: str = ""
+
+
+@dataclass(frozen=True)
+class StaffSettings:
+    """What a course's instructors and TAs get instead of the students' settings
+    (None: the course's own)."""
+
+    image: str | None = None
+    cpu_guarantee: float | None = None
+    cpu_limit: float | None = None
+    mem_guarantee: str | None = None
+    mem_limit: str | None = None
+    kubespawner_override: Mapping[str, Any] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
+
+
+@dataclass(frozen=True)
 class Course:
     """A course: what its students' servers look like, and where its settings came from.
 
@@ -129,6 +164,12 @@ class Course:
     origin: str = ""
     # LTI context ids of the LMS course pages that launch into this course
     lms_contexts: tuple[str, ...] = ()
+    # course storage and role-aware servers (docs/course-storage.md)
+    shared_folders: tuple[SharedFolder, ...] = ()
+    staff: StaffSettings | None = None
+    # KubeSpawner profile_options; a choice may carry ``staff_only: True``
+    options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    staff_see_student_homes: bool = False
 
 
 class Roster:

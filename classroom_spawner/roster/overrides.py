@@ -40,6 +40,8 @@ def override_problem(key: Any, value: Any) -> str | None:
         return f"{key!r} is not a KubeSpawner setting{hint}"
     try:
         setattr(settings(), key, value)
+    except (TypeError, ValueError) as e:  # a validator that does not expect the type
+        return f"{key}: a {type(value).__name__} is not accepted ({e})"
     except TraitError as e:
         why = re.sub(r"^The '[^']*' trait of an? \w+ instance ", "", str(e).strip())
         return f"{key}: {why}"
