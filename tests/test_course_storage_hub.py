@@ -1,8 +1,9 @@
 """Course storage and role-aware servers in a real JupyterHub on the Kubernetes
-stand-in, with real single-user servers, on the hub Zero to JupyterHub configures for
-one shared NFS home (storage.type static): a shared course folder that students read
-and staff write, staff settings, a staff-only choice a student cannot forge, and a
-TA's read-only view of their own course's students' homes."""
+stand-in, with real single-user servers, on the hubs Zero to JupyterHub configures for
+one shared NFS home (storage.type static) and for a disk per student (dynamic): a
+shared course folder that students read and staff write, staff settings, a staff-only
+choice a student cannot forge, and (shared home only) a TA's read-only view of their
+own course's students' homes."""
 
 import asyncio
 import base64
@@ -96,14 +97,20 @@ def volume_dir(k8s, volume, *parts):
     return os.path.join(k8s.state_dir, "volumes", volume, *parts)
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def hub(k8s, workdir, z2jh_config):
+@pytest_asyncio.fixture(
+    scope="module", loop_scope="module", params=["static", "dynamic"]
+)
+async def hub(k8s, workdir, z2jh_config, request):
+    storage = request.param
     course_file = workdir / "courses.yaml"
     course_file.write_text(COURSES)
+    storage_values = {"type": storage, "capacity": "1Gi"}
+    if storage == "static":
+        storage_values["static"] = {"pvcName": HOME_CLAIM}  # subPath {username}
     values = {
         "singleuser": {
             "cloudMetadata": {"blockWithIptables": False},
-            "storage": {"type": "static", "static": {"pvcName": HOME_CLAIM}},
+            "storage": storage_values,
             "startTimeout": 120,
         }
     }
@@ -126,13 +133,14 @@ async def hub(k8s, workdir, z2jh_config):
     )
     async with HubProcess(
         config=config,
-        workdir=workdir / "hub",
+        workdir=workdir / f"hub-{storage}",
         env={"KUBECONFIG": k8s.kubeconfig_path},
         start_timeout=120,
     ) as hub:
         for name in USERS:
             await hub.create_user(name)
         hub.tokens = {name: await hub.user_token(name) for name in USERS}
+        hub.storage = storage
         yield hub
 
 
@@ -244,6 +252,16 @@ async def test_a_tas_file_in_the_shared_folder_is_read_by_students_who_write_not
 
 
 async def test_a_ta_reads_their_own_students_homes_and_no_one_elses(hub, k8s):
+    if hub.storage == "dynamic":
+        # a disk per student: one pod cannot mount the class's disks, so no view
+        pod = await pod_of(k8s, "tina")
+        paths = [m.mount_path for m in pod.spec.containers[0].volume_mounts]
+        assert "/home/jovyan/shared/data" in paths
+        assert not [p for p in paths if "/students" in p], paths
+        assert (await get_file(hub, "tina", "students"))[0] == 404
+        await hub.stop_server("alice")
+        await hub.stop_server("tina")
+        return
     r = await put_file(hub, "alice", "homework.txt", "alice's answer\n")
     assert r.code in (200, 201), r.text
     assert os.path.isfile(volume_dir(k8s, k8s.home_volume, "alice", "homework.txt"))
