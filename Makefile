@@ -91,7 +91,7 @@ test-z2jh: $(VENV_Z2JH)/bin/.installed node_modules/.installed
 # ${XDG_CACHE_HOME:-~/.cache}/classroom-spawner/k8s/<release>-<hash>/ (cold: ~20 min on
 # 2 cores; then nothing). `make test-k8s` runs the hub-level tests on it, with the
 # process kubelet as its node.
-K8S_TESTS ?= tests/test_realkube.py tests/test_spawner_hub.py tests/test_queue_hub.py tests/test_standin_kubespawner_hub.py tests/test_e2e_browser.py
+K8S_TESTS ?= tests/test_realkube.py tests/test_spawner_hub.py tests/test_queue_hub.py tests/test_standin_kubespawner_hub.py tests/test_standin_readonly.py tests/test_e2e_browser.py
 
 # (binaries.py needs only the standard library: no venv, so it can run beside `make test`;
 # run_path, because the script's own directory on sys.path would shadow `selectors`)
