@@ -16,6 +16,7 @@ Pure functions over a course, a role and :class:`HubStorage` (what the hub's own
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -62,6 +63,8 @@ class HubStorage:
     #: why there is no shared home (for check), when there is none
     no_shared_home: str = "the hub has no home volume"
     slug_scheme: str = "safe"
+    #: where the hub's own configuration mounts something (a folder there replaces it)
+    mount_paths: tuple[str, ...] = ()
 
 
 def user_slug(username: str, scheme: str = "safe") -> str:
@@ -83,6 +86,16 @@ def hub_storage(
     """Find the shared home in the hub's (list- or dict-shaped) volumes and mounts:
     the mount at the home path whose ``subPath`` names the user, of a volume
     that is one claim (no ``{pvc_name}``, no per-user template) or an NFS export."""
+    found = _find_shared_home(volumes, volume_mounts, home_mount_path, slug_scheme)
+    paths = tuple(
+        str(m.get("mountPath"))
+        for _k, m in _entries(volume_mounts)
+        if isinstance(m, Mapping) and m.get("mountPath")
+    )
+    return dataclasses.replace(found, mount_paths=paths)
+
+
+def _find_shared_home(volumes, volume_mounts, home_mount_path, slug_scheme):
     home = next(
         (
             m
@@ -232,6 +245,11 @@ def storage_problems(course: Course, storage: HubStorage) -> list[str]:
         path = folder_mount_path(folder, home)
         if path == home or home.startswith(path.rstrip("/") + "/"):
             problems.append(f"{where}: mount path {path} would hide the home ({home})")
+        elif path in storage.mount_paths:
+            problems.append(
+                f"{where}: mount path {path} is where the hub's own configuration mounts"
+                " a volume; the folder replaces that mount in this course's servers"
+            )
         if course.staff_see_student_homes and (
             path == f"{home.rstrip('/')}/{STUDENTS_DIR}"
             or path.startswith(f"{home.rstrip('/')}/{STUDENTS_DIR}/")

@@ -544,3 +544,44 @@ def test_images_lists_the_staff_image_for_prepulling(write_file, z2jh_config, tm
     assert {"example.org/ds101:1", "example.org/ds101-staff:1"} <= set(
         result.stdout.split()
     )
+
+
+def test_check_warns_of_a_folder_over_the_home_or_a_hub_mount(write_file):
+    path = write(
+        write_file,
+        """\
+        courses:
+          - id: c1
+            shared_folders:
+              - {name: over-home, pvc: a, mount_path: /home}
+              - {name: over-hub, pvc: b, mount_path: /srv/datasets}
+              - {name: fine, pvc: c}
+            staff_see_student_homes: true
+          - id: c2
+            shared_folders:
+              - {name: students, pvc: d, mount_path: /home/jovyan/students}
+            staff_see_student_homes: true
+        """,
+    )
+    roster = load_roster([path]).roster
+    storage = hub_storage(
+        [
+            {"name": "home", "persistentVolumeClaim": {"claimName": "home-nfs"}},
+            {"name": "datasets", "emptyDir": {}},
+        ],
+        [
+            {"name": "home", "mountPath": "/home/jovyan", "subPath": "{username}"},
+            {"name": "datasets", "mountPath": "/srv/datasets"},
+        ],
+        "/home/jovyan",
+    )
+    assert storage_problems(roster.course("c1"), storage) == [
+        f"{path}:4: course c1, shared folder 'over-home': mount path /home would hide"
+        " the home (/home/jovyan)",
+        f"{path}:5: course c1, shared folder 'over-hub': mount path /srv/datasets is"
+        " where the hub's own configuration mounts a volume; the folder replaces that"
+        " mount in this course's servers",
+    ]
+    (problem,) = storage_problems(roster.course("c2"), storage)
+    assert problem.startswith(f"{path}:10: course c2, shared folder 'students'")
+    assert "is where staff see their students' homes" in problem
