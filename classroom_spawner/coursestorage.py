@@ -43,15 +43,14 @@ class SharedHome:
     def sub_path_of(self, username: str, slug_scheme: str = "safe") -> str | None:
         """The subPath KubeSpawner gives ``username``'s home, as literal text (None
         when the template uses anything but the username)."""
-        text = self.sub_path
+        rest = self.sub_path
         for field in _USER_FIELDS:
-            value = username if field == "{unescaped_username}" else None
-            if value is None:
-                value = user_slug(username, slug_scheme)
-            text = text.replace(field, value)
-        if "{" in text or "}" in text:
+            rest = rest.replace(field, "")
+        if "{" in rest or "}" in rest:
             return None
-        return text
+        return self.sub_path.replace(
+            "{username}", user_slug(username, slug_scheme)
+        ).replace("{unescaped_username}", username)
 
 
 @dataclass(frozen=True)

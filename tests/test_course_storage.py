@@ -585,3 +585,25 @@ def test_check_warns_of_a_folder_over_the_home_or_a_hub_mount(write_file):
     (problem,) = storage_problems(roster.course("c2"), storage)
     assert problem.startswith(f"{path}:10: course c2, shared folder 'students'")
     assert "is where staff see their students' homes" in problem
+
+
+def test_a_home_subpath_naming_more_than_the_user_gives_no_homes(roster):
+    storage = hub_storage(
+        [{"name": "home", "persistentVolumeClaim": {"claimName": "home-nfs"}}],
+        [
+            {
+                "name": "home",
+                "mountPath": "/home/jovyan",
+                "subPath": "{username}/{servername}",
+            }
+        ],
+        "/home/jovyan",
+    )
+    assert storage.shared_home.sub_path_of("alice") is None
+    course = roster.course("ds101")
+    profile = course_profile(course, Role.TA, storage=storage, students=["alice"])
+    assert not [p for p in mounts_of(profile) if "/students/" in p]
+    (problem,) = (
+        p for p in storage_problems(course, storage) if "students' homes" in p
+    )
+    assert "uses more than the username" in problem
