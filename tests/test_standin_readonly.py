@@ -24,7 +24,7 @@ from classroom_spawner.local.kube.testing import (
 NS = "default"
 ROFS = "Read-only file system"
 
-pytestmark = pytest.mark.skipif(
+needs_root = pytest.mark.skipif(
     os.geteuid() != 0, reason="bind mounts need root (CI runs as root)"
 )
 
@@ -151,6 +151,7 @@ STUDENT = (
 )
 
 
+@needs_root
 async def test_read_only_claim_while_a_ta_writes_it(k8s, v1, tmp_path):
     await v1.create_namespaced_persistent_volume_claim(NS, rwx_claim("course"))
     vol_dir = await bound_volume_dir(k8s, v1, "course")
@@ -195,6 +196,7 @@ async def test_read_only_claim_while_a_ta_writes_it(k8s, v1, tmp_path):
     assert host_mounts_under(tmp_path) == []
 
 
+@needs_root
 async def test_read_only_subpath_inside_the_home(k8s, v1, tmp_path):
     """The course folder is a subPath of a claim, mounted inside the student's
     home: it shows up in the home (as Jupyter lists it), read-only, while the
@@ -244,6 +246,7 @@ async def test_read_only_subpath_inside_the_home(k8s, v1, tmp_path):
     assert host_mounts_under(tmp_path) == []
 
 
+@needs_root
 async def test_nfs_volume_shared_and_read_only(k8s, v1, tmp_path):
     nfs = {"server": "files.example.edu", "path": "/exports/intro"}
     ro_volumes = [{"name": "course", "nfs": {**nfs, "readOnly": True}}]
@@ -324,6 +327,7 @@ async def test_read_only_not_enforced_is_a_warning_event(tmp_path):
     assert marked_processes(k8s.id) == []
 
 
+@needs_root
 async def test_jupyter_contents_api_in_a_read_only_folder(k8s, v1, tmp_path):
     """What a hub test sees: the real jupyter-server refuses a save into a
     read-only folder with 500 (EROFS is not one of the errors it turns into
