@@ -16,8 +16,8 @@ here = os.path.dirname(os.path.abspath(__file__))
 # -- Who is in which course ----------------------------------------------------
 #
 # One YAML course file lists the courses (title, image, CPU and memory, lesson
-# repos), their staff, and the roster exports (CSV, Canvas gradebook) that add
-# students. Edit the files while the hub runs: changes are picked up within
+# repos, shared folders, what staff get instead, server choices), their staff,
+# and the roster exports (CSV, Canvas gradebook) that add students. Edit the files while the hub runs: changes are picked up within
 # check_interval seconds; a file that breaks keeps the last good roster in force.
 c.ClassroomRoster.course_files = [os.path.join(here, "examples", "courses.yaml")]
 c.ClassroomRoster.check_interval = 10

@@ -607,3 +607,19 @@ def test_a_home_subpath_naming_more_than_the_user_gives_no_homes(roster):
         p for p in storage_problems(course, storage) if "students' homes" in p
     )
     assert "uses more than the username" in problem
+
+
+def test_the_spawn_form_shows_a_student_no_staff_only_choice(roster):
+    from classroom_spawner.profiles import UNLISTED
+    from classroom_spawner.spawner import _FORM_TEMPLATE
+
+    def form(role):
+        profile = course_profile(roster.course("ds101"), role)
+        return _FORM_TEMPLATE.render(
+            profile_list=[profile], user_options={}, unlisted=UNLISTED
+        )
+
+    student, ta = form(Role.STUDENT), form(Role.TA)
+    assert "Server size" in student and 'value="small"' in student
+    assert 'value="large"' not in student
+    assert 'value="large"' in ta
