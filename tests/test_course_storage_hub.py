@@ -190,6 +190,8 @@ async def get_file(hub, user, path):
 async def test_a_forged_staff_only_choice_is_refused_with_400_and_leaves_nothing(
     hub, k8s
 ):
+    await start(hub, "alice", {"profile": "ds101", "size": "small"})
+    await hub.stop_server("alice")
     r = await hub.api(
         "POST",
         "users/alice/server",
@@ -202,10 +204,11 @@ async def test_a_forged_staff_only_choice_is_refused_with_400_and_leaves_nothing
     assert await pod_of(k8s, "alice") is None
     user = (await hub.api("GET", "users/alice")).json()
     assert not user["servers"] and not user["pending"]
-    # the refused options were not kept for the next start
-    await start(hub, "alice", {})
+    # a plain start (no body: the saved options) is the last good choice, as it was
+    await start(hub, "alice", None)
     pod = await pod_of(k8s, "alice")
     assert pod.spec.containers[0].resources.limits["memory"] == str(1024**3)
+    assert "Saved server options for alice are no longer valid" not in hub.read_log()
     await hub.stop_server("alice")
 
 
