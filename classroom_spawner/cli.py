@@ -178,8 +178,9 @@ def _config_warnings(config, roster) -> list[str]:
     from .coursestorage import storage_problems
 
     storage = spawner.course_storage()
+    people = set().union(*(roster.members(cid) for cid in roster.courses))
     for course in roster.courses.values():
-        warnings.extend(storage_problems(course, storage))
+        warnings.extend(storage_problems(course, storage, people))
     return warnings
 
 

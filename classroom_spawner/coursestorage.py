@@ -229,12 +229,41 @@ def course_students(members: Mapping[str, Role]) -> list[str]:
     return sorted(u for u, role in members.items() if role is Role.STUDENT)
 
 
-def storage_problems(course: Course, storage: HubStorage) -> list[str]:
-    """What will not work as written on this hub (printed by ``check``)."""
+def storage_problems(
+    course: Course, storage: HubStorage, usernames: Iterable[str] = ()
+) -> list[str]:
+    """What will not work as written on this hub (printed by ``check``).
+
+    ``usernames`` (everyone on the roster) are checked for a ``home_subpath``
+    inside one of their homes."""
     problems = []
     home = storage.home_mount_path
+    homes = {}
+    if storage.shared_home is not None and any(
+        f.home_subpath for f in course.shared_folders
+    ):
+        for username in usernames:
+            sub_path = storage.shared_home.sub_path_of(username, storage.slug_scheme)
+            if sub_path:
+                homes[sub_path] = username
     for folder in course.shared_folders:
         where = f"{folder.origin}: course {course.id}, shared folder {folder.name!r}"
+        sub = folder.home_subpath
+        owner = next(
+            (
+                user
+                for sub_path, user in homes.items()
+                if sub is not None
+                and (sub == sub_path or sub.startswith(sub_path + "/"))
+            ),
+            None,
+        )
+        if owner is not None:
+            problems.append(
+                f"{where}: home_subpath {sub} is inside the home of {owner}, who could"
+                " change what the course's students read; put course folders beside the"
+                " homes, e.g. _courses/..."
+            )
         if folder.home_subpath is not None and storage.shared_home is None:
             problems.append(
                 f"{where}: home_subpath needs a shared home volume, but {storage.no_shared_home};"

@@ -623,3 +623,22 @@ def test_the_spawn_form_shows_a_student_no_staff_only_choice(roster):
     assert "Server size" in student and 'value="small"' in student
     assert 'value="large"' not in student
     assert 'value="large"' in ta
+
+
+def test_check_warns_of_a_home_subpath_inside_someones_home(write_file):
+    path = write(
+        write_file,
+        """\
+        courses:
+          - id: c1
+            shared_folders:
+              - {name: notes, home_subpath: tina/notes}
+        """,
+    )
+    course = load_roster([path]).roster.course("c1")
+    assert storage_problems(course, SHARED_HOME, ["alice", "tina"]) == [
+        f"{path}:4: course c1, shared folder 'notes': home_subpath tina/notes is inside"
+        " the home of tina, who could change what the course's students read; put"
+        " course folders beside the homes, e.g. _courses/..."
+    ]
+    assert storage_problems(course, SHARED_HOME, ["alice", "bob"]) == []
