@@ -58,6 +58,7 @@ import psutil
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from tornado.iostream import StreamClosedError
 
+from classroom_spawner.local.gitrepo import NOTEBOOK, lesson_repo
 from classroom_spawner.local.hub import HubProcess, event_stream_reader
 from classroom_spawner.local.kube import (
     Faults,
@@ -66,7 +67,13 @@ from classroom_spawner.local.kube import (
     kube_process,
 )
 
-SCENARIOS = ("queue", "hub-429", "no-limit")
+SCENARIOS = ("queue", "hub-429", "no-limit", "kubespawner", "prepared")
+# a lecture's lessons with --lessons: a few notebooks and a data file
+LESSON_FILES = {
+    **{f"{i:02d}-lesson.ipynb": NOTEBOOK for i in range(1, 6)},
+    "data/measurements.csv": "t,value\n"
+    + "".join(f"{i},{i * i}\n" for i in range(500)),
+}
 COURSE_ID = "lecture"
 IMAGE = "example.org/lecture-notebook:2025.1"
 NAMESPACE = "default"
@@ -307,29 +314,65 @@ class Scenario:
     name: str
     queue_limit: int  # ClassroomSpawner.first_spawn_limit
     hub_limit: int  # JupyterHub.concurrent_spawn_limit
+    spawner: str = "classroom"  # or "kubespawner": plain KubeSpawner, no course file
+    prepared: bool = False  # classroom-spawner prepare ran before the burst
+
+
+def scenarios_of(args) -> dict[str, Scenario]:
+    return {
+        "queue": Scenario("queue", args.queue_limit, 0),
+        "hub-429": Scenario("hub-429", 0, args.hub_limit),
+        "no-limit": Scenario("no-limit", 0, 0),
+        "kubespawner": Scenario("kubespawner", 0, 0, spawner="kubespawner"),
+        "prepared": Scenario("prepared", args.queue_limit, 0, prepared=True),
+    }
 
 
 def hub_config(args, scenario: Scenario, course_file: str) -> str:
-    return textwrap.dedent(f"""
-        from classroom_spawner.queue_api import SpawnQueueAPIHandler
+    if scenario.spawner == "kubespawner":
+        # plain KubeSpawner with what ClassroomSpawner gives every student by default
+        # (the image, a 10Gi volume of one's own at the home, uid 1000 / gid 100) and
+        # nothing else: no roster, no profiles, no queue, no lessons
+        spawner = textwrap.dedent(f"""
+            c.JupyterHub.spawner_class = "kubespawner.KubeSpawner"
+            c.KubeSpawner.image = {IMAGE!r}
+            c.KubeSpawner.storage_pvc_ensure = True
+            c.KubeSpawner.storage_capacity = "10Gi"
+            c.KubeSpawner.volumes = [
+                {{"name": "home", "persistentVolumeClaim": {{"claimName": "{{pvc_name}}"}}}}
+            ]
+            c.KubeSpawner.volume_mounts = [{{"name": "home", "mountPath": "/home/jovyan"}}]
+            c.KubeSpawner.uid = 1000
+            c.KubeSpawner.gid = 100
+            c.KubeSpawner.fs_gid = 100
+            """)
+    else:
+        spawner = textwrap.dedent(f"""
+            from classroom_spawner.queue_api import SpawnQueueAPIHandler
+            c.JupyterHub.spawner_class = "classroom"
+            c.ClassroomRoster.course_files = [{course_file!r}]
+            c.ClassroomSpawner.first_spawn_limit = {scenario.queue_limit!r}
+            c.JupyterHub.extra_handlers = [
+                (r"/api/classroom/spawn-queue", SpawnQueueAPIHandler)
+            ]
+            """)
+    return spawner + textwrap.dedent(f"""
         c.JupyterHub.authenticator_class = "dummy"
         c.Authenticator.allow_all = True
-        c.JupyterHub.spawner_class = "classroom"
-        c.ClassroomRoster.course_files = [{course_file!r}]
         c.KubeSpawner.namespace = {NAMESPACE!r}
         c.KubeSpawner.cmd = ["jupyterhub-singleuser"]
         c.KubeSpawner.start_timeout = {args.start_timeout!r}
         c.KubeSpawner.http_timeout = {args.http_timeout!r}
         c.Spawner.consecutive_failure_limit = {args.consecutive_failure_limit!r}
         c.JupyterHub.concurrent_spawn_limit = {scenario.hub_limit!r}
-        c.ClassroomSpawner.first_spawn_limit = {scenario.queue_limit!r}
-        c.JupyterHub.extra_handlers = [(r"/api/classroom/spawn-queue", SpawnQueueAPIHandler)]
         # the stand-in kills every pod when it stops; don't make the hub stop N servers
         c.JupyterHub.cleanup_servers = False
         """) + "".join(f"{line}\n" for line in args.hub_config)
 
 
-def write_course(directory: str, names: list[str]) -> str:
+def write_course(directory: str, names: list[str], lessons: bool = False) -> str:
+    """The course file: one course with every student, and with ``lessons`` a real
+    lesson repository (``file://``: each pod's lesson sync clones it)."""
     roster = os.path.join(directory, "lecture.csv")
     with open(roster, "w", newline="") as f:
         w = csv.writer(f)
@@ -345,6 +388,9 @@ def write_course(directory: str, names: list[str]) -> str:
                     rosters:
                       - file: lecture.csv
                 """))
+        if lessons:
+            url = lesson_repo(directory, LESSON_FILES)
+            f.write(f"    lessons:\n      - url: {url}\n        target: lecture\n")
     return path
 
 
@@ -382,6 +428,49 @@ async def prepare_users(
             raise RuntimeError(f"token for {s.name}: {r.code} {r.body[:300]!r}")
 
     await asyncio.gather(*(token(s) for s in students))
+
+
+async def prepare_course(args, k8s, hub: HubProcess) -> dict:
+    """``classroom-spawner prepare`` of the course with the hub's own config, as an
+    admin runs it the day before: every student's volume (and with --lessons their
+    lessons). The provisioner's latency is switched off while it runs (a day
+    before, N*T/P is no one's wait) and switched back on for the burst."""
+    await k8s.set_faults(provision_delay=0, provision_max_in_flight=0)
+    t = time.monotonic()
+    command = [
+        sys.executable,
+        "-m",
+        "classroom_spawner.cli",
+        "prepare",
+        "-f",
+        hub.config_path,
+        COURSE_ID,
+        "--concurrency",
+        "50",
+        *(["--lessons"] if args.lessons else []),
+    ]
+    proc = await asyncio.create_subprocess_exec(
+        *command,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env={**os.environ, "KUBECONFIG": k8s.kubeconfig_path},
+        cwd=os.path.dirname(hub.config_path),
+    )
+    out, _ = await proc.communicate()
+    seconds = round(time.monotonic() - t, 1)
+    await k8s.set_faults(
+        provision_delay=args.provision_seconds,
+        provision_max_in_flight=args.provision_parallel,
+    )
+    text = out.decode("utf8", "replace")
+    summary = [line for line in text.splitlines() if line.strip()][-6:]
+    print(f"  prepared in {seconds:.0f}s (exit {proc.returncode}):", flush=True)
+    for line in summary:
+        print(f"    {line}", flush=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"classroom-spawner prepare failed:\n{text[-3000:]}")
+    return {"seconds": seconds, "exit": proc.returncode, "summary": summary}
 
 
 async def follow_progress(client: Client, s: Student, deadline: float):
@@ -619,22 +708,28 @@ async def run_scenario(args, scenario: Scenario, root: str) -> dict:
     names = [f"student{i:04d}" for i in range(args.students)]
     offsets = arrival_offsets(args.students, args.window, args.arrivals, args.seed)
     students = [Student(n, o) for n, o in zip(names, offsets)]
-    course_file = write_course(workdir, names)
+    course_file = write_course(workdir, names, lessons=args.lessons)
     faults = Faults(
         seed=args.seed,
         provision_delay=args.provision_seconds,
         provision_max_in_flight=args.provision_parallel,
         image_pull_delay=args.image_pull_seconds,
     )
-    kubelet = KubeletConfig(singleuser="light", light_all=True)
+    # light servers for jupyterhub-singleuser; the lesson sync (and prepare's sync
+    # pods) run for real
+    kubelet = KubeletConfig(singleuser="light")
     result: dict = {
         "scenario": scenario.name,
         "queue_limit": scenario.queue_limit,
         "hub_limit": scenario.hub_limit,
+        "spawner": scenario.spawner,
+        "prepared": scenario.prepared,
     }
     print(
-        f"\n== {scenario.name}: first_spawn_limit={scenario.queue_limit}, "
-        f"concurrent_spawn_limit={scenario.hub_limit} ==",
+        f"\n== {scenario.name}: {scenario.spawner}, first_spawn_limit={scenario.queue_limit}, "
+        f"concurrent_spawn_limit={scenario.hub_limit}"
+        + (", prepared before the burst" if scenario.prepared else "")
+        + " ==",
         flush=True,
     )
 
@@ -663,6 +758,8 @@ async def run_scenario(args, scenario: Scenario, root: str) -> dict:
                     flush=True,
                 )
                 result["setup_seconds"] = round(time.monotonic() - t_prep, 1)
+                if scenario.prepared:
+                    result["prepare"] = await prepare_course(args, k8s, hub)
                 log_offset = os.path.getsize(hub.log_path)
                 await burst(args, hub, k8s, client, students, result)
             finally:
@@ -934,6 +1031,7 @@ def summarise(args, result: dict) -> dict:
         "hub_log_warnings": hub_log.get("warnings"),
         "hub_tracebacks": hub_log.get("tracebacks"),
         "burst_seconds": result.get("burst_seconds"),
+        "prepare_seconds": (result.get("prepare") or {}).get("seconds"),
         "load": (result.get("load_before"), result.get("load_after")),
     }
 
@@ -1145,6 +1243,10 @@ def table(args, summaries: dict[str, dict]) -> str:
         ),
         row("burst phase wall time", lambda s: fmt(s["burst_seconds"], "{:.0f} s")),
         row(
+            "prepare before the burst (no latency)",
+            lambda s: fmt(s.get("prepare_seconds"), "{:.0f} s"),
+        ),
+        row(
             "machine load (1-min) before / after",
             lambda s: f"{fmt(s['load'][0], '{:.1f}')} / {fmt(s['load'][1], '{:.1f}')}",
         ),
@@ -1198,8 +1300,12 @@ def header(args) -> str:
             ),
             f"latency model (node side): provisioner {args.provision_parallel} volumes at a time, {args.provision_seconds:g} s each"
             f" (FIFO beyond that); image pull {args.image_pull_seconds:g} s (once, on the one node); light singleuser servers;"
-            f" no lesson repos",
-            f"hub: ClassroomSpawner in every scenario, start_timeout {args.start_timeout:g} s, http_timeout {args.http_timeout:g} s,"
+            + (
+                " a real lesson repo (file://), cloned by each pod's lesson-sync init container"
+                if getattr(args, "lessons", False)
+                else " no lesson repos"
+            ),
+            f"hub: ClassroomSpawner (plain KubeSpawner in 'kubespawner'), start_timeout {args.start_timeout:g} s, http_timeout {args.http_timeout:g} s,"
             f" consecutive_failure_limit {args.consecutive_failure_limit}, slow_spawn_timeout 10 s (default);"
             f" 429'd students retry after Retry-After (JupyterHub: 30-60 s) for up to {args.give_up:g} s",
             f"physical bound N*T/P = {args.students}*{args.provision_seconds:g}/{args.provision_parallel} = {bound:.0f} s",
@@ -1251,6 +1357,62 @@ def summarise_all(args, results: dict) -> dict:
     return summaries
 
 
+def ready_curve(result: dict) -> list[float]:
+    """Seconds after the burst's start at which each server became ready, sorted."""
+    t0 = result.get("t0")
+    if t0 is None:
+        return []
+    return sorted(
+        s["ready"] - t0
+        for s in result["students"]
+        if s["outcome"] == "ready" and s["ready"] is not None
+    )
+
+
+def write_plot(args, results: dict, path: str) -> None:
+    """Servers ready over time per scenario (a step line each), the students who
+    had asked by then, and the physical bound, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+
+    fig, ax = pyplot.subplots(figsize=(9, 5.5), dpi=110)
+    for name, result in results.items():
+        curve = ready_curve(result)
+        ax.step(
+            [0.0, *curve],
+            range(len(curve) + 1),
+            where="post",
+            label=f"{name} ({len(curve)} ready)",
+        )
+    first = next(iter(results.values()))
+    asked = sorted(s["offset"] for s in first["students"])
+    ax.step(
+        [0.0, *asked],
+        range(len(asked) + 1),
+        where="post",
+        color="grey",
+        linestyle=":",
+        label="students who had asked",
+    )
+    bound = args.students * args.provision_seconds / args.provision_parallel
+    ax.axvline(bound, color="black", linestyle="--", linewidth=0.8)
+    ax.text(bound, 0, f" N*T/P = {bound:.0f} s", rotation=90, va="bottom", fontsize=8)
+    ax.set_xlabel("seconds since the first student could ask")
+    ax.set_ylabel("servers ready")
+    ax.set_title(
+        f"{args.students} first spawns over {args.window:g} s, P = {args.provision_parallel},"
+        f" T = {args.provision_seconds:g} s"
+        + (", with lessons" if args.lessons else "")
+    )
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    pyplot.close(fig)
+
+
 def report_from_json(path: str) -> int:
     """Print the table again from a ``--json`` file (with this version's summary)."""
     with open(path) as f:
@@ -1263,11 +1425,7 @@ def report_from_json(path: str) -> int:
 
 
 async def main_async(args) -> int:
-    scenarios = {
-        "queue": Scenario("queue", args.queue_limit, 0),
-        "hub-429": Scenario("hub-429", 0, args.hub_limit),
-        "no-limit": Scenario("no-limit", 0, 0),
-    }
+    scenarios = scenarios_of(args)
     chosen = [scenarios[name] for name in args.scenarios]
     root = args.workdir or tempfile.mkdtemp(prefix="class-start-burst-")
     os.makedirs(root, exist_ok=True)
@@ -1307,6 +1465,12 @@ async def main_async(args) -> int:
                     default=str,
                 )
             print(f"JSON written to {args.json}")
+        plot = args.plot or (
+            os.path.splitext(args.json)[0] + ".png" if args.json else None
+        )
+        if plot and results:
+            write_plot(args, results, plot)
+            print(f"plot written to {plot}")
         if not args.keep and not args.workdir:
             shutil.rmtree(root, ignore_errors=True)
     return 0
@@ -1404,6 +1568,18 @@ def parse_args(argv=None):
         "--scenarios",
         default=",".join(SCENARIOS),
         help="comma-separated, from: " + ", ".join(SCENARIOS),
+    )
+    p.add_argument(
+        "--lessons",
+        action="store_true",
+        help="the course has a real lesson repository: every pod runs the lesson sync"
+        " (an init container that clones it); plain KubeSpawner has none",
+    )
+    p.add_argument(
+        "--plot",
+        metavar="PNG",
+        help="servers ready over time, one line per scenario (default with --json:"
+        " next to it, same name, .png)",
     )
     p.add_argument(
         "--no-proxy-check",

@@ -873,11 +873,15 @@ class ClassroomSpawner(KubeSpawner):
         logged = False
         try:
             async for _event in admission.take():
-                need = admission.waiting_in()
-                if need is not None and not logged:
+                waiting = admission.waiting_in()
+                if waiting is not None and not logged:
                     logged = True
+                    need, place = waiting
                     self.log.info(
-                        "%s waits in line for a %s slot", self._log_name, need.name
+                        "%s waits for a %s slot: number %d in line",
+                        self._log_name,
+                        need.name,
+                        place,
                     )
         except AdmissionTimeout:
             self._refused()

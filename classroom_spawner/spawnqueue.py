@@ -324,11 +324,11 @@ class Admission:
         """Did take() end (admitted, or given up), or was the admission released?"""
         return self._over
 
-    def waiting_in(self) -> Need | None:
-        """The queue this spawn waits in now, if any."""
+    def waiting_in(self) -> tuple[Need, int] | None:
+        """The queue this spawn waits in now and its place there (1 = next), if any."""
         for need, ticket in zip(self.needs, self._tickets):
             if ticket.waiting:
-                return need
+                return need, ticket.position
         return None
 
     async def take(self):
