@@ -207,6 +207,11 @@ async def test_own_course_starts_with_its_image_volume_and_lessons(hub, k8s):
     _, events = await spawn_and_follow(hub, "alice", {"profile": "ds101"})
     # a lesson that cannot be synced is a warning on the spawn page, not a failed start
     assert any(LESSON_WARNING in e.get("message", "") for e in events), events
+    # the pod's own Kubernetes events reach the spawn page too
+    assert any(
+        "Successfully assigned default/jupyter-alice" in e.get("message", "")
+        for e in events
+    ), events
     pod = await pod_of(k8s, "alice")
     assert pod.spec.containers[0].image == "example.org/ds101:1"
     assert [c.name for c in pod.spec.init_containers] == ["lesson-sync"]
