@@ -54,7 +54,7 @@ from .lessons.initcontainer import (
 from .lessons.program import ensure_program_secret, program_secret
 from .metrics import SPAWN_QUEUE_WAIT_SECONDS, observe_queue
 from .mounts import merged_profile, uses_pvc_name
-from .podevents import pod_events
+from .podevents import event_index
 from .roster import ClassroomRoster, Role
 from .spawnqueue import Admission, AdmissionTimeout, Need, shared_queue
 from .volumecache import volume_cache
@@ -974,15 +974,14 @@ class ClassroomSpawner(KubeSpawner):
     @property
     def events(self):
         """This pod's events since the start began, as KubeSpawner's ``events`` gives
-        them, without sorting the whole namespace's events on every call."""
+        them, from a hub-wide index instead of a sort of the namespace's events on
+        every call (:mod:`classroom_spawner.podevents`)."""
         if not self.event_reflector:
             return []
         # KubeSpawner's marker of the last event a previous pod of this name had
         # (set at the start of _start, from this same property)
-        return pod_events(
-            self.event_reflector.resources.values(),
-            self.pod_name,
-            getattr(self, "_last_event", None),
+        return event_index(self.event_reflector).events(
+            self.pod_name, getattr(self, "_last_event", None)
         )
 
     def _lesson_events(self) -> list[dict] | None:
