@@ -106,9 +106,12 @@ c.ClassroomSpawner.lesson_sync_timeout = 120
 # First spawns (no volume yet: a disk to provision, an image to pull, a full
 # clone) are the expensive ones. At most first_spawn_limit run at once; the
 # others wait in line and see their place on the spawn page. Waiting does not
-# count against start_timeout. (With one shared NFS home instead of a volume
-# each, no spawn is a first spawn; c.ClassroomSpawner.spawn_limit paces all.)
+# count against start_timeout. spawn_limit (default 64) paces all starts, first
+# and returning, in a line of its own: with concurrent_spawn_limit = 0 below, it is
+# what keeps a hall of returning students from flooding the hub. (With one shared
+# NFS home instead of a volume each, no spawn is a first spawn; spawn_limit paces all.)
 c.ClassroomSpawner.first_spawn_limit = 20
+c.ClassroomSpawner.spawn_limit = 64
 c.ClassroomSpawner.spawn_queue_max_wait = 1800
 c.KubeSpawner.start_timeout = 300
 # JupyterHub's own limit would answer "429 Too many users" to students the

@@ -316,13 +316,14 @@ class Scenario:
     hub_limit: int  # JupyterHub.concurrent_spawn_limit
     spawner: str = "classroom"  # or "kubespawner": plain KubeSpawner, no course file
     prepared: bool = False  # classroom-spawner prepare ran before the burst
+    spawn_limit: int | None = None  # ClassroomSpawner.spawn_limit; None: its default
 
 
 def scenarios_of(args) -> dict[str, Scenario]:
     return {
         "queue": Scenario("queue", args.queue_limit, 0),
-        "hub-429": Scenario("hub-429", 0, args.hub_limit),
-        "no-limit": Scenario("no-limit", 0, 0),
+        "hub-429": Scenario("hub-429", 0, args.hub_limit, spawn_limit=0),
+        "no-limit": Scenario("no-limit", 0, 0, spawn_limit=0),
         "kubespawner": Scenario("kubespawner", 0, 0, spawner="kubespawner"),
         "prepared": Scenario("prepared", args.queue_limit, 0, prepared=True),
     }
@@ -352,6 +353,7 @@ def hub_config(args, scenario: Scenario, course_file: str) -> str:
             c.JupyterHub.spawner_class = "classroom"
             c.ClassroomRoster.course_files = [{course_file!r}]
             c.ClassroomSpawner.first_spawn_limit = {scenario.queue_limit!r}
+            {"" if scenario.spawn_limit is None else f"c.ClassroomSpawner.spawn_limit = {scenario.spawn_limit!r}"}
             c.JupyterHub.extra_handlers = [
                 (r"/api/classroom/spawn-queue", SpawnQueueAPIHandler)
             ]

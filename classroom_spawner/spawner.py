@@ -236,12 +236,22 @@ class ClassroomSpawner(KubeSpawner):
     )
 
     spawn_limit = Integer(
-        0,
+        64,
         config=True,
         help="""
-        An optional second limit, on all spawns at once (first and returning).
-        Spawns over it wait in their own line, like first spawns. 0 means no
-        limit. First spawns take a place in both lines.
+        A second limit, on all spawns at once (first and returning): spawns over
+        it wait in their own line, like first spawns, and see their place. First
+        spawns take a place in both lines. 0 means no limit.
+
+        It is what keeps the hub itself from being flooded. With the queue you
+        set ``c.JupyterHub.concurrent_spawn_limit = 0`` (its 429s would defeat
+        the line), which also removes the only other limit on returning users'
+        starts; a lecture hall whose volumes exist already (a course prepared
+        with ``classroom-spawner prepare``, a second lecture, a shared home)
+        then starts all at once, and past what one hub process can take in,
+        KubeSpawner's API requests time out and starts fail. 64 is Zero to
+        JupyterHub's ``hub.concurrentSpawnLimit``: the same protection, as a
+        line instead of a 429.
         """,
     )
 

@@ -178,12 +178,16 @@ async def test_lecture_hall_burst_everyone_gets_a_server(hub):
     )  # fmt: skip
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 0, err.decode()
-    (line,) = out.decode().splitlines()
+    first, every = sorted(out.decode().splitlines())
     # nobody in line, and the rate at which first spawns finished
     assert re.fullmatch(
         rf"first-spawn: 0/{LIMIT} running, 0 waiting, about [\d.]+ finishing per minute",
-        line,
+        first,
     )
+    # every start also went through the line of all starts (spawn_limit, default 64)
+    assert re.fullmatch(
+        r"spawn: 0/64 running, 0 waiting, about [\d.]+ finishing per minute", every
+    ), every
 
 
 async def test_returning_students_are_not_queued(hub):
