@@ -14,7 +14,7 @@ import pytest_asyncio
 
 from classroom_spawner.local.hub import HubProcess
 from classroom_spawner.local.kube import Faults, kube_process
-from classroom_spawner.local.kube.testing import core_client
+from classroom_spawner.local.kube.testing import core_client, user_pod
 
 pytestmark = [pytest.mark.hub, pytest.mark.asyncio(loop_scope="module")]
 
@@ -144,14 +144,6 @@ async def hub(k8s, workdir, z2jh_config, request):
         yield hub
 
 
-async def pod_of(k8s, user):
-    async with core_client(k8s.kubeconfig_path) as v1:
-        pods = await v1.list_namespaced_pod(
-            NS, label_selector=f"hub.jupyter.org/username={user}"
-        )
-        return pods.items[0] if pods.items else None
-
-
 async def start(hub, user, options):
     r = await hub.api(
         "POST",
@@ -201,12 +193,12 @@ async def test_a_forged_staff_only_choice_is_refused_with_400_and_leaves_nothing
     )
     assert r.code == 400, r.text
     assert "option 'size': 'large' is not one of the choices (small)" in r.text
-    assert await pod_of(k8s, "alice") is None
+    assert await user_pod(k8s, "alice") is None
     user = (await hub.api("GET", "users/alice")).json()
     assert not user["servers"] and not user["pending"]
     # a plain start (no body: the saved options) is the last good choice, as it was
     await start(hub, "alice", None)
-    pod = await pod_of(k8s, "alice")
+    pod = await user_pod(k8s, "alice")
     assert pod.spec.containers[0].resources.limits["memory"] == str(1024**3)
     assert "Saved server options for alice are no longer valid" not in hub.read_log()
     await hub.stop_server("alice")
@@ -215,7 +207,7 @@ async def test_a_forged_staff_only_choice_is_refused_with_400_and_leaves_nothing
 async def test_staff_get_their_image_and_limits_and_students_the_courses(hub, k8s):
     await start(hub, "tina", {"profile": "ds101", "size": "large"})
     await start(hub, "alice", {"profile": "ds101"})
-    ta, student = await pod_of(k8s, "tina"), await pod_of(k8s, "alice")
+    ta, student = await user_pod(k8s, "tina"), await user_pod(k8s, "alice")
     assert ta.spec.containers[0].image == "example.org/ds101-staff:1"
     # the staff-only choice is tina's to make: its 4G over the staff's 3G
     assert ta.spec.containers[0].resources.limits == {
@@ -249,7 +241,7 @@ async def test_a_tas_file_in_the_shared_folder_is_read_by_students_who_write_not
     assert open(os.path.join(folder, "week1.csv")).read() == "x,y\n1,2\n"
     mounts = {
         m.mount_path: m
-        for m in (await pod_of(k8s, "alice")).spec.containers[0].volume_mounts
+        for m in (await user_pod(k8s, "alice")).spec.containers[0].volume_mounts
     }
     assert mounts["/home/jovyan/shared/data"].read_only is True
 
@@ -257,7 +249,7 @@ async def test_a_tas_file_in_the_shared_folder_is_read_by_students_who_write_not
 async def test_a_ta_reads_their_own_students_homes_and_no_one_elses(hub, k8s):
     if hub.storage == "dynamic":
         # a disk per student: one pod cannot mount the class's disks, so no view
-        pod = await pod_of(k8s, "tina")
+        pod = await user_pod(k8s, "tina")
         paths = [m.mount_path for m in pod.spec.containers[0].volume_mounts]
         assert "/home/jovyan/shared/data" in paths
         assert not [p for p in paths if "/students" in p], paths
@@ -286,7 +278,7 @@ async def test_a_ta_reads_their_own_students_homes_and_no_one_elses(hub, k8s):
     assert open(path).read() == "alice's answer\n"
     # and alice, a student, sees no one's home
     assert (await get_file(hub, "alice", "students"))[0] == 404
-    pod = await pod_of(k8s, "tina")
+    pod = await user_pod(k8s, "tina")
     homes = {
         m.mount_path: (m.sub_path, m.read_only)
         for m in pod.spec.containers[0].volume_mounts

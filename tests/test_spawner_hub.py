@@ -15,7 +15,7 @@ from classroom_spawner.lessons.initcontainer import script_secret_name
 from classroom_spawner.local.gitrepo import NOTEBOOK, lesson_repo
 from classroom_spawner.local.hub import HubProcess
 from classroom_spawner.local.kube import Faults, kube_process
-from classroom_spawner.local.kube.testing import core_client
+from classroom_spawner.local.kube.testing import core_client, user_pod
 from classroom_spawner.local.oidc.browserless import parse_login_form
 
 pytestmark = [pytest.mark.hub, pytest.mark.asyncio(loop_scope="module")]
@@ -172,14 +172,6 @@ async def spawn(hub, user, options, *, as_user=None):
     )
 
 
-async def pod_of(k8s, user):
-    async with core_client(k8s.kubeconfig_path) as v1:
-        pods = await v1.list_namespaced_pod(
-            NS, label_selector=f"hub.jupyter.org/username={user}"
-        )
-        return pods.items[0] if pods.items else None
-
-
 async def spawn_and_follow(hub, user, options):
     """Start USER's server and follow its progress while pending, as the spawn
     page does; return the spawn request's response and the progress events."""
@@ -212,7 +204,7 @@ async def test_own_course_starts_with_its_image_volume_and_lessons(hub, k8s):
         "Successfully assigned default/jupyter-alice" in e.get("message", "")
         for e in events
     ), events
-    pod = await pod_of(k8s, "alice")
+    pod = await user_pod(k8s, "alice")
     assert pod.spec.containers[0].image == "example.org/ds101:1"
     assert [c.name for c in pod.spec.init_containers] == ["lesson-sync"]
     # the sync program came from the Secret the hub made, not from the pod spec
@@ -243,7 +235,7 @@ async def test_another_courses_profile_is_refused_with_a_clear_400(hub, k8s):
     r = await spawn(hub, "alice", {"profile": "phys210"})
     assert r.code == 400
     assert "profile 'phys210' is not available to you; choose one of: ds101" in r.text
-    assert await pod_of(k8s, "alice") is None
+    assert await user_pod(k8s, "alice") is None
     user = (await hub.api("GET", "users/alice")).json()
     assert not user["servers"]
 
@@ -252,7 +244,7 @@ async def test_unlisted_choice_without_a_profile_key_is_refused(hub, k8s):
     r = await spawn(hub, "alice", {"image--unlisted-choice": "evil.org/miner:1"})
     assert r.code == 400
     assert "unknown server option 'image--unlisted-choice'" in r.text
-    assert await pod_of(k8s, "alice") is None
+    assert await user_pod(k8s, "alice") is None
 
 
 async def test_admin_may_pick_any_course_for_a_student_and_any_profile_for_themself(
@@ -262,7 +254,7 @@ async def test_admin_may_pick_any_course_for_a_student_and_any_profile_for_thems
     r = await spawn(hub, "alice", {"profile": "phys210"}, as_user="carol")
     assert r.code in (201, 202), r.text
     await hub.wait_for_server("alice", timeout=180)
-    assert (await pod_of(k8s, "alice")).spec.containers[
+    assert (await user_pod(k8s, "alice")).spec.containers[
         0
     ].image == "example.org/phys210:1"
     await stop(hub, "alice")
@@ -270,7 +262,9 @@ async def test_admin_may_pick_any_course_for_a_student_and_any_profile_for_thems
     r = await spawn(hub, "carol", {"profile": "admin-any", "image": "gpu"})
     assert r.code in (201, 202), r.text
     await hub.wait_for_server("carol", timeout=180)
-    assert (await pod_of(k8s, "carol")).spec.containers[0].image == "example.org/gpu:1"
+    assert (await user_pod(k8s, "carol")).spec.containers[
+        0
+    ].image == "example.org/gpu:1"
     await stop(hub, "carol")
 
 
@@ -298,14 +292,14 @@ async def test_bad_choices_are_refused_even_for_admins(hub, k8s, options, messag
     r = await spawn(hub, "carol", options)
     assert r.code == 400
     assert message in r.text
-    assert await pod_of(k8s, "carol") is None
+    assert await user_pod(k8s, "carol") is None
 
 
 async def test_someone_in_no_course_gets_a_message_not_a_server(hub, k8s):
     r = await spawn(hub, "nobody", {})
     assert r.code == 403
     assert "You are not enrolled in any course" in r.text
-    assert await pod_of(k8s, "nobody") is None
+    assert await user_pod(k8s, "nobody") is None
 
 
 async def test_stale_saved_profile_falls_back_instead_of_failing(hub, k8s, course_file):
@@ -317,7 +311,7 @@ async def test_stale_saved_profile_falls_back_instead_of_failing(hub, k8s, cours
     with course_file.without_in_phys210("bob"):
         # a start without options (the "Start My Server" button) reuses the saved choice
         _, events = await spawn_and_follow(hub, "bob", None)
-        assert (await pod_of(k8s, "bob")).spec.containers[
+        assert (await user_pod(k8s, "bob")).spec.containers[
             0
         ].image == "example.org/ds101:1"
         assert any(STALE_PHYS210 in e.get("message", "") for e in events), events
@@ -347,7 +341,7 @@ async def test_a_body_without_options_is_treated_the_way_jupyterhub_treats_it(
             # JupyterHub 6: neither body carries options, so the saved ones are used
             # and fall back; 5.x: {} is an explicit empty choice, the default profile
             _, events = await spawn_and_follow(hub, "dora", body)
-            assert (await pod_of(k8s, "dora")).spec.containers[
+            assert (await user_pod(k8s, "dora")).spec.containers[
                 0
             ].image == "example.org/ds101:1"
             notices = [e for e in events if STALE_PHYS210 in e.get("message", "")]
@@ -380,7 +374,7 @@ async def test_the_spawn_form_and_query_submit_options_and_a_plain_visit_uses_th
         and "profile &#39;phys210&#39; is not available to you" in r.text
     ), r.text[:3000]
     # so does a query string
-    assert await pod_of(k8s, "fred") is None
+    assert await user_pod(k8s, "fred") is None
     # so does a query string (for dora, who has a form: JupyterHub starts a user without
     # one with the saved options when the query is refused)
     dora = await asyncio.to_thread(log_in, hub.hub_url, "dora")
@@ -393,14 +387,16 @@ async def test_the_spawn_form_and_query_submit_options_and_a_plain_visit_uses_th
     assert r.status_code in (200, 400) and "profile &#39;secret101&#39; is not available to you" in r.text, (
         r.status_code, r.text[:2000],
     )  # fmt: skip
-    assert await pod_of(k8s, "dora") is None
+    assert await user_pod(k8s, "dora") is None
     # a plain visit of the spawn page starts the saved choice (only one course: no form)
     r = await asyncio.to_thread(
         session.get, hub.hub_url + "hub/spawn/fred", allow_redirects=False, timeout=30
     )
     assert r.status_code == 302, (r.status_code, r.text[:2000])
     await hub.wait_for_server("fred", timeout=180)
-    assert (await pod_of(k8s, "fred")).spec.containers[0].image == "example.org/ds101:1"
+    assert (await user_pod(k8s, "fred")).spec.containers[
+        0
+    ].image == "example.org/ds101:1"
     await stop(hub, "fred")
 
 
@@ -429,7 +425,9 @@ async def test_refused_options_leave_nothing_behind_that_changes_later_starts(hu
         assert r.code == 400 and "unknown server option 'image'" in r.text, r.text
     # a plain start is the saved, good choice, with no notice of anything lost
     _, events = await spawn_and_follow(hub, "erin", None)
-    assert (await pod_of(k8s, "erin")).spec.containers[0].image == "example.org/ds101:1"
+    assert (await user_pod(k8s, "erin")).spec.containers[
+        0
+    ].image == "example.org/ds101:1"
     assert not [e for e in events if "not available" in e.get("message", "")], events
     await stop(hub, "erin")
 

@@ -13,7 +13,7 @@ import pytest_asyncio
 from classroom_spawner.local.gitrepo import lesson_repo
 from classroom_spawner.local.hub import HubProcess
 from classroom_spawner.local.kube import Faults, KubeletConfig, kube_process
-from classroom_spawner.local.kube.testing import core_client
+from classroom_spawner.local.kube.testing import core_client, user_pod
 
 pytestmark = [pytest.mark.hub, pytest.mark.asyncio(loop_scope="module")]
 
@@ -184,14 +184,6 @@ async def disk_hub(k8s, workdir, course_file, z2jh_config):
     await hub.stop()
 
 
-async def pod_of(k8s, user):
-    async with core_client(k8s.kubeconfig_path) as v1:
-        pods = await v1.list_namespaced_pod(
-            NS, label_selector=f"hub.jupyter.org/username={user}"
-        )
-        return pods.items[0] if pods.items else None
-
-
 async def claims(k8s):
     async with core_client(k8s.kubeconfig_path) as v1:
         return {
@@ -222,7 +214,7 @@ async def test_shared_home_no_claim_of_ones_own_lessons_in_the_students_folder(
     nfs_hub, k8s
 ):
     await nfs_hub.start_server("ada", options={"profile": "ds101"}, timeout=120)
-    pod = await pod_of(k8s, "ada")
+    pod = await user_pod(k8s, "ada")
     assert [c.name for c in pod.spec.init_containers] == ["prepare-home", "lesson-sync"]
     (home,) = (
         m
@@ -299,7 +291,7 @@ async def test_a_disk_per_student_first_spawn_in_line_and_course_volumes_kept_wi
     disk_hub, k8s
 ):
     await disk_hub.start_server("bo", options={"profile": "phys210"}, timeout=120)
-    pod = await pod_of(k8s, "bo")
+    pod = await user_pod(k8s, "bo")
     volumes = {v.name: v for v in pod.spec.volumes}
     assert volumes["volume-bo"].persistent_volume_claim.claim_name == "claim-bo"
     assert "datasets" in volumes

@@ -28,6 +28,15 @@ async def core_client(kubeconfig_path):
         yield client.CoreV1Api(api)
 
 
+async def user_pod(k8s, user, namespace="default"):
+    """The pod KubeSpawner made for hub user ``user`` (its username label), or None."""
+    async with core_client(k8s.kubeconfig_path) as v1:
+        pods = await v1.list_namespaced_pod(
+            namespace, label_selector=f"hub.jupyter.org/username={user}"
+        )
+        return pods.items[0] if pods.items else None
+
+
 async def wait_for(predicate, timeout=30, interval=0.05, message=None):
     """Wait until ``predicate()`` (sync or async) is truthy; return its value."""
     deadline = time.monotonic() + timeout
