@@ -1409,7 +1409,7 @@ def write_plot(args, results: dict, path: str) -> None:
         + (", with lessons" if args.lessons else "")
     )
     ax.grid(True, alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="center right", fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
     pyplot.close(fig)
