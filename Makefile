@@ -102,7 +102,7 @@ test-k8s: k8s-binaries $(BIN)/.installed node_modules/.installed
 	$(BIN)/python -m classroom_spawner.local.kube.cluster
 	CLASSROOM_KUBE=real $(BIN)/pytest $(K8S_TESTS) $(PYTEST_ARGS)
 
-# roster loading (seconds), then a 200-student class start on the stand-in (~7 min);
+# roster loading (seconds), then a 200-student class start on the stand-in (~10 min);
 # docs/benchmarks.md has the options and the figures
 bench: $(BIN)/.installed node_modules/.installed
 	$(BIN)/python benchmarks/roster_load.py
