@@ -75,3 +75,33 @@ def test_class_start_benchmark_runs_and_reports(tmp_path):
     # a saved run prints the same table again
     again = run("class_start_burst.py", "--report", str(report), timeout=60)
     assert "servers ready" in again and "6 / 6" in again
+
+
+@pytest.mark.hub
+def test_plain_kubespawner_and_prepared_scenarios_with_lessons_and_a_plot(tmp_path):
+    report = tmp_path / "run.json"
+    out = run(
+        "class_start_burst.py",
+        "--students",
+        "4",
+        "--window",
+        "2",
+        "--scenarios",
+        "kubespawner,prepared",
+        "--lessons",
+        "--json",
+        str(report),
+        timeout=600,
+    )
+    saved = json.loads(report.read_text())
+    summaries = saved["summaries"]
+    assert summaries["kubespawner"]["ready"] == 4, out
+    assert summaries["prepared"]["ready"] == 4, out
+    assert summaries["prepared"]["failed"] == 0
+    # prepare ran before the burst and cloned the lessons into every volume
+    prepare = saved["results"]["prepared"]["prepare"]
+    assert prepare["exit"] == 0 and "lessons: 4 synced" in " ".join(prepare["summary"])
+    assert saved["results"]["kubespawner"]["spawner"] == "kubespawner"
+    # the plot is next to the JSON, and is a PNG
+    plot = tmp_path / "run.png"
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
